@@ -1,0 +1,114 @@
+# Flask API stack. `make` lists the targets; `make up` runs the stack, `make test` tests it.
+# Every target does the set-up it needs (Docker engine, Compose, base image, virtualenv, certs) and
+# skips what is already there, so they work on a fresh machine and cost nothing on a warm one.
+
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+MAKEFLAGS += --no-print-directory
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+VERSION := $(shell cat VERSION)
+GIT_REV := $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
+COMPOSE := docker compose
+
+# nginx must read certs/server.key (mode 0600) through a bind mount: as root, certs.py hands the
+# key to the image's uid 10001; as anyone else, nginx runs as that user (still not root).
+NGINX_USER ?= $(shell [ "$$(id -u)" = 0 ] && echo 10001:10001 || echo "$$(id -u):$$(id -g)")
+export NGINX_USER
+# Debian's buildx 0.13 (if present) is too old for Compose's Bake builder; the classic path works.
+export COMPOSE_BAKE ?= false
+
+HTTPS_PORT ?= 8443
+BASE_URL := https://localhost:$(HTTPS_PORT)
+
+.PHONY: help
+help: ## List the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+# --- set-up -------------------------------------------------------------------------------------
+
+.PHONY: bootstrap
+bootstrap: ## Provide a Docker engine, Compose v2 and the base image if missing
+	@scripts/bootstrap.sh all
+
+$(VENV)/.installed: requirements-dev.txt services/api/pyproject.toml
+	@echo "==> virtualenv: installing $(VENV) (requirements-dev.txt)"
+	@[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install -q --upgrade pip
+	@$(BIN)/python -m pip install -q -r requirements-dev.txt
+	@touch $@
+
+.PHONY: venv
+venv: $(VENV)/.installed ## Create the virtualenv for tests and tools
+
+certs/server.pem certs/server.key &: | $(VENV)/.installed
+	@$(BIN)/python scripts/certs.py --dir certs
+
+.PHONY: certs
+certs: certs/server.pem ## Write a local CA and a localhost certificate into certs/
+
+# --- the stack ----------------------------------------------------------------------------------
+
+.PHONY: up
+up: bootstrap certs ## Build and start the stack, wait until healthy
+	@echo "==> stack: building and starting"
+	@$(COMPOSE) up --detach --build --wait --remove-orphans
+	@echo
+	@echo "Stack is up: $(BASE_URL)/api/docs"
+	@echo "  curl --cacert certs/ca.pem $(BASE_URL)/healthz"
+
+.PHONY: images
+images: bootstrap ## Build the images and tag them with the version and git revision
+	@$(COMPOSE) build
+	@for image in flask-stack-api flask-stack-nginx; do \
+	  docker tag $$image:dev $$image:$(VERSION); \
+	  docker tag $$image:dev $$image:$(VERSION)-$(GIT_REV); \
+	  echo "==> $$image:$(VERSION) $$image:$(VERSION)-$(GIT_REV)"; \
+	done
+
+.PHONY: down
+down: ## Stop and remove the containers (the data volume stays)
+	@$(COMPOSE) down --remove-orphans
+
+.PHONY: logs
+logs: ## Follow the stack's logs
+	@$(COMPOSE) logs --follow --tail 100
+
+.PHONY: ps
+ps: ## Show the stack's containers
+	@$(COMPOSE) ps
+
+# --- checks -------------------------------------------------------------------------------------
+
+.PHONY: test
+test: lint test-unit test-integration ## Lint, unit tests, integration tests
+
+.PHONY: test-unit
+test-unit: venv ## API unit tests (Flask test client, no Docker)
+	@echo "==> unit tests"
+	@$(BIN)/pytest services/api/tests
+
+.PHONY: test-integration
+test-integration: bootstrap venv ## Build the images and test the stack over HTTPS
+	@echo "==> integration tests"
+	@$(BIN)/pytest tests/integration
+
+.PHONY: lint
+lint: venv ## ruff lint and format check
+	@echo "==> lint"
+	@$(BIN)/ruff check .
+	@$(BIN)/ruff format --check .
+
+.PHONY: format
+format: venv ## Apply ruff's fixes and formatting
+	@$(BIN)/ruff check --fix .
+	@$(BIN)/ruff format .
+
+.PHONY: clean
+clean: ## Remove containers, the data volume, local images, certs and the virtualenv
+	-@$(COMPOSE) down --volumes --remove-orphans --rmi local 2>/dev/null
+	rm -rf $(VENV) certs .pytest_cache .ruff_cache
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,0 +1,54 @@
+"""Write a local development CA and a server certificate for localhost into certs/.
+
+    certs/ca.pem       the CA to trust (curl --cacert certs/ca.pem, requests verify=...)
+    certs/server.pem   the server certificate chain nginx serves
+    certs/server.key   its private key (mode 0600)
+
+trustme makes short work of this; its CA key lives only in memory, so the CA written here can never
+sign anything else. Keys are ECDSA P-256: smaller and faster handshakes than RSA, and every client
+that speaks TLS 1.2 accepts them. Production mounts real certificates at the same paths instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+import trustme
+
+# The uid nginx runs as in its image; when run as root we hand it the key, see chown below.
+NGINX_UID = 10001
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dir", type=Path, default=Path("certs"))
+    parser.add_argument(
+        "--name",
+        action="append",
+        dest="names",
+        help="host name or IP address for the certificate (repeatable)",
+    )
+    args = parser.parse_args()
+    names = args.names or ["localhost", "127.0.0.1", "::1"]
+
+    args.dir.mkdir(parents=True, exist_ok=True)
+    ca = trustme.CA(key_type=trustme.KeyType.ECDSA, organization_name="flask-stack development CA")
+    cert = ca.issue_cert(*names, key_type=trustme.KeyType.ECDSA)
+
+    ca.cert_pem.write_to_path(str(args.dir / "ca.pem"))
+    (args.dir / "server.pem").write_bytes(b"".join(blob.bytes() for blob in cert.cert_chain_pems))
+    key = args.dir / "server.key"
+    key.touch(mode=0o600)
+    key.chmod(0o600)
+    cert.private_key_pem.write_to_path(str(key))
+    if os.geteuid() == 0:
+        # As root the containers cannot read a 0600 key owned by root; give it to nginx's uid.
+        # As an ordinary user, compose runs nginx as that user instead (NGINX_USER in the Makefile).
+        os.chown(key, NGINX_UID, NGINX_UID)
+    print(f"==> certs: wrote {args.dir}/ca.pem, server.pem, server.key for {', '.join(names)}")
+
+
+if __name__ == "__main__":
+    main()
