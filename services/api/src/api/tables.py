@@ -50,6 +50,8 @@ users = sa.Table(
     sa.Column("email_lower", sa.String(320), nullable=False, unique=True),
     sa.Column("api_key_hash", sa.String(64), nullable=False, unique=True),
     sa.Column("created_at", UTCDateTime(), nullable=False),
+    # Never reuse the id of a deleted row: old URLs must not start pointing at someone else.
+    sqlite_autoincrement=True,
 )
 
 items = sa.Table(
@@ -68,4 +70,5 @@ items = sa.Table(
     sa.Column("is_public", sa.Boolean(), nullable=False, server_default=sa.false()),
     sa.Column("created_at", UTCDateTime(), nullable=False),
     sa.Column("updated_at", UTCDateTime(), nullable=False),
+    sqlite_autoincrement=True,
 )

@@ -21,7 +21,10 @@ class SettingsError(Exception):
 class Settings(BaseSettings):
     # No env_file here: the image and CI pass real environment variables, and `flask run` already
     # loads a local .env through python-dotenv.
-    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", frozen=True)
+    # env_ignore_empty: compose passes unset `${VAR:-}` values through as empty strings.
+    model_config = SettingsConfigDict(
+        case_sensitive=False, extra="ignore", frozen=True, env_ignore_empty=True
+    )
 
     database_url: str = "sqlite:///var/api.sqlite3"
     sqlite_busy_timeout_ms: int = Field(default=5000, ge=0, le=600_000)
@@ -46,9 +49,8 @@ class Settings(BaseSettings):
         except ArgumentError as exc:
             raise ValueError("not a valid SQLAlchemy URL") from exc
         if url.drivername not in SUPPORTED_DATABASES:
-            raise ValueError(
-                f"unsupported driver {url.drivername!r}; use one of {', '.join(SUPPORTED_DATABASES)}"
-            )
+            supported = ", ".join(SUPPORTED_DATABASES)
+            raise ValueError(f"unsupported driver {url.drivername!r}; use one of {supported}")
         return value
 
 

@@ -1,0 +1,207 @@
+#!/bin/sh
+# ----------------------------------------------------------------------
+# nginx container entrypoint: render the configuration, then exec nginx.
+# ----------------------------------------------------------------------
+#
+# 1. Apply defaults to the settings below and validate them, so a typo fails
+#    here with a clear message instead of as an nginx parse error.
+# 2. Copy the configuration tree (/etc/nginx/stack, read-only in the image)
+#    to /tmp/nginx and render every *.template with envsubst. Only the
+#    variables listed in RENDER_VARS are substituted; nginx's own $variables
+#    are left alone.
+# 3. exec the command (default: nginx -g 'daemon off;'), so nginx replaces
+#    this shell, is PID 1 (or tini's child with compose `init: true`) and
+#    receives docker's stop signal (SIGQUIT: graceful, see the Dockerfile).
+#
+# Nothing is written outside /tmp, and nothing needs a particular uid: this
+# works read-only, as uid 10001 or as any other non-root uid.
+#
+# Settings (environment variable, default):
+#   SERVER_NAME               localhost      server_name of both servers
+#   PUBLIC_HTTPS_PORT         443            port clients use for HTTPS: the
+#                                            redirect target and X-Forwarded-Port
+#   TLS_CERT                  /etc/nginx/certs/server.pem   full chain
+#   TLS_KEY                   /etc/nginx/certs/server.key
+#   API_UPSTREAM              api:8000       host:port of gunicorn
+#   API_RESOLVE_INTERVAL      5              seconds between re-resolutions
+#                                            of the API host; 0 = never
+#   API_KEEPALIVE_TIMEOUT     1s             idle upstream keep-alive; keep it
+#                                            below gunicorn's --keep-alive
+#   NGINX_WORKER_PROCESSES    2
+#   NGINX_WORKER_CONNECTIONS  4096
+#   CLIENT_MAX_BODY_SIZE      1m             larger bodies: 413 from nginx
+#   HSTS_MAX_AGE              63072000       seconds (0 = tell browsers to
+#                                            forget HSTS for this host)
+#   RATE_LIMIT_ENABLED        true           false/0/no/off: no limits at all
+#   RATE_LIMIT_API            20r/s          per client address, /api/ etc.
+#   RATE_LIMIT_API_BURST      40
+#   RATE_LIMIT_AUTH           10r/m          sign-up and key rotation
+#   RATE_LIMIT_AUTH_BURST     10
+#   CONN_LIMIT_PER_IP         50             concurrent proxied requests
+#   ACCESS_LOG_BUFFER         (empty)        e.g. 64k: buffer the access log,
+#                                            flushed at least every second
+#
+# There is deliberately no NGINX_RESOLVER: the API host is re-resolved by the
+# watcher below through the system resolver (/etc/resolv.conf, which Docker
+# points at its embedded DNS), see conf.d/upstream.conf for why.
+set -eu
+
+SRC_DIR=/etc/nginx/stack
+CONF_DIR=/tmp/nginx
+
+die() {
+    echo "docker-entrypoint: error: $*" >&2
+    exit 64
+}
+
+# ---- 1. settings ---------------------------------------------------------
+
+: "${SERVER_NAME:=localhost}"
+: "${PUBLIC_HTTPS_PORT:=443}"
+: "${TLS_CERT:=/etc/nginx/certs/server.pem}"
+: "${TLS_KEY:=/etc/nginx/certs/server.key}"
+: "${API_UPSTREAM:=api:8000}"
+: "${API_RESOLVE_INTERVAL:=5}"
+: "${API_KEEPALIVE_TIMEOUT:=1s}"
+: "${NGINX_WORKER_PROCESSES:=2}"
+: "${NGINX_WORKER_CONNECTIONS:=4096}"
+: "${CLIENT_MAX_BODY_SIZE:=1m}"
+: "${HSTS_MAX_AGE:=63072000}"
+: "${RATE_LIMIT_ENABLED:=true}"
+: "${RATE_LIMIT_API:=20r/s}"
+: "${RATE_LIMIT_API_BURST:=40}"
+: "${RATE_LIMIT_AUTH:=10r/m}"
+: "${RATE_LIMIT_AUTH_BURST:=10}"
+: "${CONN_LIMIT_PER_IP:=50}"
+: "${ACCESS_LOG_BUFFER:=}"
+
+# match VALUE ERE: true when VALUE matches the whole extended regex.
+match() {
+    printf '%s\n' "$1" | grep -Eqx -- "$2"
+}
+
+require() { # require NAME ERE DESCRIPTION
+    eval "value=\${$1}"
+    # shellcheck disable=SC2154 # set by eval
+    match "$value" "$2" || die "$1='$value' is not $3"
+}
+
+require SERVER_NAME '[A-Za-z0-9._*~^-]+( [A-Za-z0-9._*~^-]+)*' 'a list of host names'
+require PUBLIC_HTTPS_PORT '[1-9][0-9]{0,4}' 'a port number'
+require TLS_CERT '/[^ ;{}$]*' 'an absolute path'
+require TLS_KEY '/[^ ;{}$]*' 'an absolute path'
+require API_UPSTREAM '[A-Za-z0-9._-]+:[0-9]{1,5}' 'host:port'
+require API_RESOLVE_INTERVAL '[0-9]+' 'a number of seconds'
+require API_KEEPALIVE_TIMEOUT '[0-9]+(ms|s)?' 'a duration like 1s'
+require NGINX_WORKER_PROCESSES '[1-9][0-9]*|auto' 'a positive number or auto'
+require NGINX_WORKER_CONNECTIONS '[1-9][0-9]*' 'a positive number'
+require CLIENT_MAX_BODY_SIZE '[0-9]+[kKmMgG]?' 'a size like 1m'
+require HSTS_MAX_AGE '[0-9]+' 'a number of seconds'
+require RATE_LIMIT_API '[1-9][0-9]*r/[sm]' 'a rate like 20r/s or 10r/m'
+require RATE_LIMIT_API_BURST '[0-9]+' 'a number'
+require RATE_LIMIT_AUTH '[1-9][0-9]*r/[sm]' 'a rate like 20r/s or 10r/m'
+require RATE_LIMIT_AUTH_BURST '[0-9]+' 'a number'
+require CONN_LIMIT_PER_IP '[1-9][0-9]*' 'a positive number'
+require ACCESS_LOG_BUFFER '([1-9][0-9]*[kKmM]?)?' 'empty or a size like 64k'
+
+case "$(printf '%s' "$RATE_LIMIT_ENABLED" | tr 'A-Z' 'a-z')" in
+    true | 1 | yes | on) RATE_LIMIT_SWITCH=on ;;
+    false | 0 | no | off) RATE_LIMIT_SWITCH=off ;;
+    *) die "RATE_LIMIT_ENABLED='$RATE_LIMIT_ENABLED' is not true or false" ;;
+esac
+
+# Retry-After for a rate: the seconds until the next request is allowed,
+# 1 / rate rounded up (20r/s -> 1, 10r/m -> 6).
+retry_after() {
+    n=${1%r/*}
+    case "$1" in
+        */s) echo 1 ;;
+        */m) echo $(((60 + n - 1) / n)) ;;
+    esac
+}
+RATE_LIMIT_API_RETRY_AFTER=$(retry_after "$RATE_LIMIT_API")
+RATE_LIMIT_AUTH_RETRY_AFTER=$(retry_after "$RATE_LIMIT_AUTH")
+
+NGINX_WORKER_RLIMIT_NOFILE=$((NGINX_WORKER_CONNECTIONS * 2))
+
+if [ "$PUBLIC_HTTPS_PORT" = 443 ]; then
+    HTTPS_PORT_SUFFIX=
+else
+    HTTPS_PORT_SUFFIX=":$PUBLIC_HTTPS_PORT"
+fi
+
+if [ -n "$ACCESS_LOG_BUFFER" ]; then
+    ACCESS_LOG_OPTIONS="buffer=$ACCESS_LOG_BUFFER flush=1s"
+else
+    ACCESS_LOG_OPTIONS=
+fi
+
+# The most common deployment mistake, with its fix: a 0600 key owned by the
+# host user is unreadable for the container's default uid.
+for f in "$TLS_CERT" "$TLS_KEY"; do
+    [ -e "$f" ] || die "$f does not exist (mount the certificates read-only at /etc/nginx/certs, or set TLS_CERT/TLS_KEY)"
+    [ -r "$f" ] || die "$f is not readable by uid $(id -u) (run the container as the file's owner, e.g. user: \"\$(id -u):\$(id -g)\" in compose, or make it group-readable)"
+done
+
+RENDER_VARS='
+    SERVER_NAME PUBLIC_HTTPS_PORT HTTPS_PORT_SUFFIX TLS_CERT TLS_KEY
+    API_UPSTREAM API_KEEPALIVE_TIMEOUT
+    NGINX_WORKER_PROCESSES NGINX_WORKER_CONNECTIONS NGINX_WORKER_RLIMIT_NOFILE
+    CLIENT_MAX_BODY_SIZE
+    HSTS_MAX_AGE RATE_LIMIT_SWITCH RATE_LIMIT_API RATE_LIMIT_API_BURST
+    RATE_LIMIT_API_RETRY_AFTER RATE_LIMIT_AUTH RATE_LIMIT_AUTH_BURST
+    RATE_LIMIT_AUTH_RETRY_AFTER CONN_LIMIT_PER_IP ACCESS_LOG_OPTIONS
+'
+# shellcheck disable=SC2086 # word splitting of the list is intended
+export $RENDER_VARS
+
+# ---- 2. render -----------------------------------------------------------
+
+[ -w /tmp ] || die "/tmp is not writable (run with --tmpfs /tmp, or compose tmpfs: [/tmp])"
+
+umask 022
+rm -rf "$CONF_DIR"
+mkdir -p "$CONF_DIR/tmp"
+cp -R "$SRC_DIR/." "$CONF_DIR/"
+
+envsubst_list=$(for v in $RENDER_VARS; do printf '${%s} ' "$v"; done)
+find "$CONF_DIR" -type f -name '*.template' | while read -r template; do
+    envsubst "$envsubst_list" <"$template" >"${template%.template}"
+    rm -f "$template"
+done
+
+# ---- 3. run --------------------------------------------------------------
+
+# Re-resolve the API host in the background and reload nginx when its address
+# set changes (a re-created API container gets a new IP; nginx 1.26 resolves
+# upstream names only when it loads its configuration). Reload is graceful:
+# requests in flight finish on the old workers. If the name does not resolve
+# at the moment (API container being replaced), nothing is done. The loop is
+# a child of nginx once this shell execs; it ends with the container.
+addresses_of() { # sorted, comma-separated IPv4 addresses; empty if none
+    getent ahostsv4 "$1" 2>/dev/null | awk '{print $1}' | sort -u | paste -sd, - || true
+}
+
+watch_api_address() {
+    host=${API_UPSTREAM%:*}
+    last=$(addresses_of "$host")
+    while sleep "$API_RESOLVE_INTERVAL"; do
+        now=$(addresses_of "$host")
+        if [ -n "$now" ] && [ "$now" != "$last" ]; then
+            echo "docker-entrypoint: $host now resolves to $now (was ${last:-unresolved}); reloading nginx" >&2
+            nginx -s reload && last=$now
+        fi
+    done
+}
+
+if [ "${1:-}" = nginx ]; then
+    host=${API_UPSTREAM%:*}
+    if [ "$API_RESOLVE_INTERVAL" -gt 0 ] && ! match "$host" '[0-9.]+'; then
+        case " $* " in
+            *" -t "* | *" -T "* | *" -v "* | *" -V "* | *" -s "*) ;;
+            *) watch_api_address </dev/null & ;;
+        esac
+    fi
+fi
+
+exec "$@"

@@ -1,0 +1,59 @@
+"""Application factory."""
+
+from flask_openapi3 import Info, OpenAPI
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from api import auth, errors, json_body, openapi, request_log
+from api.core.config import Settings, load_settings
+from api.core.db import Database, build_engine
+from api.core.logging import configure_logging
+from api.routes import health, items, users
+from api.schemas.common import ValidationErrorBody
+
+API_VERSION = "1.0.0"
+
+
+def create_app(settings: Settings | None = None) -> OpenAPI:
+    """Build a configured app; settings come from the environment unless given.
+
+    Raises ``SettingsError`` (with an operator-friendly message) on a bad environment.
+    """
+    settings = settings or load_settings()
+    configure_logging(settings.log_level)
+
+    app = OpenAPI(
+        __name__,
+        info=Info(title="Users and Items API", version=API_VERSION),
+        security_schemes=auth.BEARER_SCHEME,
+        validation_error_status=422,
+        validation_error_model=ValidationErrorBody,
+        validation_error_callback=errors.validation_error_response,
+        # The library's UI pages live at their own paths; ours (openapi.docs) serves exactly
+        # /api/openapi.json and /api/docs.
+        doc_ui=False,
+        static_folder=None,
+    )
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_content_length
+    app.extensions["api.db"] = Database(
+        build_engine(settings.database_url, sqlite_busy_timeout_ms=settings.sqlite_busy_timeout_ms)
+    )
+    app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+        app.wsgi_app,
+        x_for=settings.proxy_fix_x_for,
+        x_proto=settings.proxy_fix_x_proto,
+        x_host=settings.proxy_fix_x_host,
+        x_port=settings.proxy_fix_x_port,
+    )
+
+    # Hook order matters: request id first (everything logs it), then auth (401 before any
+    # body error), then the JSON body checks.
+    request_log.init_request_log(app)
+    auth.init_auth(app)
+    json_body.init_json_body(app)
+    errors.register_error_handlers(app)
+
+    app.register_blueprint(health.bp)
+    app.register_blueprint(openapi.docs, url_prefix="/api")
+    app.register_api(users.bp)
+    app.register_api(items.bp)
+    return app

@@ -1,0 +1,78 @@
+"""OpenAPI plumbing: documented error responses per operation, and the offline docs page."""
+
+from pathlib import Path
+from typing import Any
+
+import flask_openapi3_swagger
+from flask import Blueprint, Response, current_app, jsonify, render_template_string
+
+from api.schemas.common import ErrorBody, ValidationErrorBody
+
+# Errors any operation can answer: 429 from the rate limit in front of the app, 500 for bugs,
+# 503 when the database is unavailable.
+_ALWAYS = (429, 500, 503)
+
+
+def errors(*statuses: int) -> dict[int, type[ErrorBody]]:
+    """Response map for the error statuses an operation can return, in the error schema.
+
+    422 is always listed: path and query parameters are validated on every operation, and
+    flask-openapi3 would otherwise invent a 422 schema that does not match ours.
+    """
+    codes = sorted({*statuses, 422, *_ALWAYS})
+    return {code: ValidationErrorBody if code == 422 else ErrorBody for code in codes}
+
+
+BODY_ERRORS = (400, 413, 415)
+
+_SWAGGER_STATIC = Path(flask_openapi3_swagger.__file__).parent / "templates" / "swagger"
+
+# Swagger UI from the flask-openapi3-swagger wheel: no CDN, works without internet.
+docs = Blueprint("docs", __name__, static_folder=_SWAGGER_STATIC, static_url_path="/docs/static")
+
+_DOCS_PAGE = """<!DOCTYPE html>
+<html lang="en">
+<head>
+  <meta charset="utf-8">
+  <title>{{ title }} - API docs</title>
+  <link rel="icon" href="{{ url_for('docs.static', filename='images/swagger.svg') }}">
+  <link rel="stylesheet" href="{{ url_for('docs.static', filename='css/swagger-ui.css') }}">
+</head>
+<body>
+  <div id="swagger-ui" data-spec-url="{{ url_for('docs.spec') }}"></div>
+  {% for js in ("swagger-ui-bundle.js", "swagger-ui-standalone-preset.js") %}
+  <script src="{{ url_for('docs.static', filename='js/' + js) }}"></script>
+  {% endfor %}
+  <script src="{{ url_for('docs.init_js') }}"></script>
+</body>
+</html>
+"""
+
+# Kept out of the HTML so that a strict Content-Security-Policy (no inline scripts) still works.
+_INIT_JS = """window.addEventListener("load", function () {
+  var root = document.getElementById("swagger-ui");
+  window.ui = SwaggerUIBundle({
+    url: root.dataset.specUrl,
+    dom_id: "#swagger-ui",
+    deepLinking: true,
+    presets: [SwaggerUIBundle.presets.apis, SwaggerUIStandalonePreset],
+    layout: "StandaloneLayout",
+  });
+});
+"""
+
+
+@docs.get("/openapi.json")
+def spec() -> Any:
+    # flask-openapi3 builds the document once from the registered models and caches it.
+    return jsonify(current_app.api_doc)  # type: ignore[attr-defined]
+
+
+@docs.get("/docs")
+def docs_page() -> str:
+    return render_template_string(_DOCS_PAGE, title=current_app.api_doc["info"]["title"])  # type: ignore[attr-defined]
+
+
+@docs.get("/docs/init.js")
+def init_js() -> Response:
+    return Response(_INIT_JS, mimetype="text/javascript")

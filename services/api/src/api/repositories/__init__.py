@@ -1,0 +1,1 @@
+"""Data access: plain functions taking a Connection, so callers own the transaction."""

@@ -1,0 +1,48 @@
+"""Success responses: Pydantic models serialised straight to JSON (pydantic-core is fast)."""
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from flask import Response, current_app, request, url_for
+from pydantic import BaseModel
+
+from api.schemas.common import Page
+from api.schemas.pagination import PageQuery, encode_cursor
+
+
+def json_response(
+    model: BaseModel, status: int = 200, headers: dict[str, str] | None = None
+) -> Response:
+    return current_app.response_class(
+        model.model_dump_json(), status=status, headers=headers, mimetype="application/json"
+    )
+
+
+def paginated_response(
+    fetch: Callable[[int, int], Sequence[Any]], query: PageQuery, item_model: type[BaseModel]
+) -> Response:
+    """Run a keyset query and answer with a ``Page`` plus an RFC 8288 ``Link: rel="next"``.
+
+    ``fetch(after_id, limit)`` returns rows with an ``id``, ordered by id. One extra row is asked
+    for to learn whether a next page exists without a COUNT.
+    """
+    rows = fetch(query.after_id, query.limit + 1)
+    has_more = len(rows) > query.limit
+    rows = rows[: query.limit]
+    next_cursor = encode_cursor(rows[-1].id) if has_more else None
+    page = Page[item_model](  # type: ignore[valid-type]
+        items=[item_model.model_validate(row) for row in rows], next_cursor=next_cursor
+    )
+    headers = {}
+    if next_cursor is not None:
+        args = {**request.args.to_dict(), "limit": query.limit, "cursor": next_cursor}
+        next_url = url_for(request.endpoint or "", _external=True, **args)
+        headers["Link"] = f'<{next_url}>; rel="next"'
+    return json_response(page, headers=headers)
+
+
+def no_content() -> Response:
+    """A 204 with neither body nor Content-Type (there is no content to describe)."""
+    response = current_app.response_class(status=204)
+    del response.headers["Content-Type"]
+    return response

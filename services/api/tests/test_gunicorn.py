@@ -1,0 +1,162 @@
+"""Real gunicorn, several workers, one SQLite file: no per-process state, no lost writes.
+
+The server is started exactly as in the container (migrations first, then gunicorn with
+gunicorn.conf.py), on a free loopback port. Each request uses a fresh connection so that the
+kernel spreads them over the workers; which worker answered is read from the JSON access log.
+"""
+
+import http.client
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+SERVICE_DIR = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+WORKERS = 3
+
+
+@dataclass
+class Server:
+    port: int
+    log_path: Path
+
+    def request(self, method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        try:
+            payload = json.dumps(body) if body is not None else None
+            headers = {"Content-Type": "application/json"} if body is not None else {}
+            conn.request(method, path, body=payload, headers=headers)
+            response = conn.getresponse()
+            data = response.read()
+            return response.status, json.loads(data) if data else {}
+        finally:
+            conn.close()
+
+    def access_log(self) -> list[dict]:
+        lines = []
+        for line in self.log_path.read_text().splitlines():
+            if line.startswith("{"):
+                entry = json.loads(line)
+                if entry.get("logger") == "api.access":
+                    lines.append(entry)
+        return lines
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until_healthy(server: Server, process: subprocess.Popen, deadline_s: float) -> None:
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"gunicorn exited early:\n{server.log_path.read_text()}")
+        try:
+            if server.request("GET", "/healthz")[0] == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.05)
+    pytest.fail(f"gunicorn not healthy after {deadline_s}s:\n{server.log_path.read_text()}")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    tmp = tmp_path_factory.mktemp("gunicorn")
+    port = free_port()
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"sqlite:///{tmp / 'api.sqlite3'}",
+        "GUNICORN_BIND": f"127.0.0.1:{port}",
+        "GUNICORN_WORKERS": str(WORKERS),
+        "GUNICORN_WORKER_CLASS": "gthread",
+        "GUNICORN_THREADS": "4",
+    }
+    subprocess.run(
+        [sys.executable, "-m", "api.migrate"], cwd=SERVICE_DIR, env=env, check=True, timeout=60
+    )
+    log_path = tmp / "server.log"
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            [str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "api.wsgi:app"],
+            cwd=SERVICE_DIR,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    server = Server(port, log_path)
+    try:
+        wait_until_healthy(server, process, deadline_s=30)
+        yield server
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def test_a_write_is_visible_to_every_worker(server):
+    status, user = server.request(
+        "POST", "/api/users", {"name": "Alice", "email": "alice@gunicorn.example.com"}
+    )
+    assert status == 201
+    path = f"/api/users/{user['id']}"
+    pids: set[int] = set()
+    deadline = time.monotonic() + 20
+    # Concurrent bursts of fresh connections until at least two workers have answered; each
+    # answer must see the user, whichever process served it.
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        while len(pids) < 2 and time.monotonic() < deadline:
+            results = list(pool.map(lambda _: server.request("GET", path), range(40)))
+            assert all(status == 200 for status, _ in results)
+            assert all(body["name"] == "Alice" for _, body in results)
+            pids = {line["pid"] for line in server.access_log() if line["path"] == path}
+    assert len(pids) >= 2, "all requests landed on one worker"
+
+
+def test_concurrent_writers_lose_nothing(server):
+    threads, per_thread = 8, 25
+
+    def sign_up(n: int) -> int:
+        status, _ = server.request(
+            "POST", "/api/users", {"name": f"Writer {n}", "email": f"writer{n}@load.example.com"}
+        )
+        return status
+
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        statuses = list(pool.map(sign_up, range(threads * per_thread)))
+    assert [s for s in statuses if s != 201] == []
+
+    names, cursor = set(), ""
+    while True:
+        status, page = server.request("GET", f"/api/users?limit=100{cursor}")
+        assert status == 200
+        names |= {user["name"] for user in page["items"]}
+        if page["next_cursor"] is None:
+            break
+        cursor = f"&cursor={page['next_cursor']}"
+    assert {f"Writer {n}" for n in range(threads * per_thread)} <= names
+
+
+def test_access_log_has_one_line_per_request(server):
+    status, _ = server.request("GET", "/api/users/999999")
+    assert status == 404
+    lines = [line for line in server.access_log() if line["path"] == "/api/users/999999"]
+    assert len(lines) == 1
+    assert lines[0]["status"] == 404
+    assert lines[0]["remote_addr"] == "127.0.0.1"
+    raw = server.log_path.read_text()
+    assert "GET /api/users/999999 HTTP" not in raw  # no second, gunicorn-style access line
