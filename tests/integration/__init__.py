@@ -1,0 +1,1 @@
+"""Integration tests: the built images, run as in production, exercised over HTTPS."""
