@@ -110,5 +110,9 @@ format: venv ## Apply ruff's fixes and formatting
 .PHONY: clean
 clean: ## Remove containers, the data volume, local images, certs and the virtualenv
 	-@$(COMPOSE) down --volumes --remove-orphans --rmi local 2>/dev/null
+	@# Leftovers of an integration run that was killed before its own clean-up.
+	-@docker ps -aq --filter label=flask-stack.itest-run | xargs -r docker rm -f >/dev/null
+	-@docker network prune -f --filter label=flask-stack.itest-run >/dev/null
+	-@docker volume prune -f --filter label=flask-stack.itest-run >/dev/null
 	rm -rf $(VENV) certs .pytest_cache .ruff_cache
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
