@@ -84,7 +84,7 @@ ps: ## Show the stack's containers
 # --- checks -------------------------------------------------------------------------------------
 
 .PHONY: test
-test: lint test-unit test-integration ## Lint, unit tests, integration tests
+test: lint test-unit test-integration test-adversarial ## Lint, unit, integration and adversarial tests
 
 .PHONY: test-unit
 test-unit: venv ## API unit tests (Flask test client, no Docker)
@@ -95,6 +95,11 @@ test-unit: venv ## API unit tests (Flask test client, no Docker)
 test-integration: bootstrap venv ## Build the images and test the stack over HTTPS
 	@echo "==> integration tests"
 	@$(BIN)/pytest tests/integration
+
+.PHONY: test-adversarial
+test-adversarial: bootstrap venv ## Attack the stack: fuzzing, TLS, nginx config, slow clients, faults
+	@echo "==> adversarial tests"
+	@$(BIN)/pytest tests/adversarial
 
 .PHONY: lint
 lint: venv ## ruff lint and format check

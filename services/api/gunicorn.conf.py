@@ -11,6 +11,7 @@ from gunicorn import glogging
 
 from api.core.config import SettingsError, load_settings
 from api.core.logging import JsonFormatter
+from api.protocol_errors import install as install_json_protocol_errors
 
 
 def _fail(message: str) -> None:
@@ -61,8 +62,8 @@ if worker_class not in {"sync", "gthread"}:
 threads = _int("GUNICORN_THREADS", 4, minimum=1)
 timeout = _int("GUNICORN_TIMEOUT", 30, minimum=1)
 graceful_timeout = _int("GUNICORN_GRACEFUL_TIMEOUT", 30, minimum=1)
-# Longer than nginx's upstream keepalive_timeout (60 s by default), so it is always nginx that
-# closes an idle connection and never reuses one that gunicorn has just closed (a 502).
+# Longer than nginx's upstream keepalive_timeout (its API_KEEPALIVE_TIMEOUT, 1 s), so it is always
+# nginx that closes an idle connection and never reuses one that gunicorn has just closed (a 502).
 keepalive = _int("GUNICORN_KEEPALIVE", 75, minimum=0)
 # Recycle workers now and then (bounds slow leaks); the jitter keeps them from all restarting at
 # once.
@@ -99,3 +100,7 @@ class JsonLogger(glogging.Logger):
 
 
 logger_class = JsonLogger
+
+# Requests gunicorn cannot parse (nginx passes some on) are answered in the app's JSON error shape
+# instead of gunicorn's HTML page (api/protocol_errors.py).
+install_json_protocol_errors()

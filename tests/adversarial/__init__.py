@@ -1,0 +1,1 @@
+"""Adversarial tests: third-party attack tools, hostile clients and faults against the images."""

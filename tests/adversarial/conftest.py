@@ -1,0 +1,57 @@
+"""Fixtures of the adversarial suite: the integration suite's, reused, plus a few of its own.
+
+The images, private network, per-run TLS certificates, `launcher` (hardened containers on
+127.0.0.1 ports, removed at the end) and `stack` (API behind nginx with rate limits OFF and a
+connection limit of 1000) come from tests/integration/conftest.py, imported here so both suites
+build and run the stack the same way. Its hooks come along too: a per-test time limit and the
+containers' logs attached to every failure.
+
+Every local client reaches nginx from the same address (docker-proxy's), so all of them share one
+rate-limit bucket: attacks that send a lot run against `stack` (limits off); the guessing-burst
+test starts its own nginx with the image's default limits. Destructive drills (kill -9, SIGTERM,
+restart) start their own API + nginx with `launcher` so that `stack` is never disturbed.
+
+`figures` collects the numbers each attack measured; at the end of the session they are printed
+and, when ADV_FIGURES is set, written there as JSON (docs/security.md quotes a real run).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.integration.conftest import (  # noqa: F401  (fixtures and hooks, re-exported)
+    docker_client,
+    images,
+    launcher,
+    network,
+    pytest_collection_modifyitems,
+    pytest_runtest_makereport,
+    stack,
+    tls,
+)
+
+_FIGURES: dict[str, Any] = {}
+
+
+@pytest.fixture(scope="session")
+def figures() -> Iterator[dict[str, Any]]:
+    """A dict each test records its measurements in (key: the attack)."""
+    yield _FIGURES
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if not _FIGURES:
+        return
+    terminalreporter.section("adversarial figures")
+    for name, values in _FIGURES.items():
+        terminalreporter.write_line(f"{name}: {json.dumps(values, sort_keys=True, default=str)}")
+    target = os.environ.get("ADV_FIGURES")
+    if target:
+        Path(target).write_text(json.dumps(_FIGURES, indent=2, sort_keys=True, default=str) + "\n")
+        terminalreporter.write_line(f"figures written to {target}")

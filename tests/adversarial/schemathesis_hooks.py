@@ -1,0 +1,62 @@
+"""Schemathesis hooks (loaded by `st run` through SCHEMATHESIS_HOOKS): authenticate with real keys.
+
+Every operation that declares `bearerAuth` is sent with `Authorization: Bearer <real key>`:
+
+- one shared account's key for ordinary operations, created once per run;
+- a brand-new account for each case of the two operations that destroy their own credentials
+  (`DELETE /api/users/me` deletes the account, `POST /api/users/me/api-key` rotates the key), so
+  that they are fuzzed with a working key every time and never log the rest of the run out.
+
+Keys are made by signing up through the same nginx the fuzzer attacks (ADV_BASE_URL), verifying
+its certificate against the run's CA (ADV_CA). No token is cached by schemathesis and no 401 is
+retried with a fresh key (retry_on=[]): a 401 for a valid key must reach the checks as it is.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import uuid
+
+import requests
+import schemathesis
+
+BASE_URL = os.environ["ADV_BASE_URL"]
+CA = os.environ["ADV_CA"]
+# Operations after which the key they were sent with no longer works.
+SELF_DESTRUCTIVE = {("DELETE", "/api/users/me"), ("POST", "/api/users/me/api-key")}
+
+
+def sign_up(purpose: str) -> str:
+    """Create an account through nginx and return its API key."""
+    email = f"st-{purpose}-{uuid.uuid4().hex[:12]}@example.com"
+    with requests.Session() as session:
+        session.trust_env = False  # no proxy, and REQUESTS_CA_BUNDLE must not override verify
+        response = session.post(
+            f"{BASE_URL}/api/users",
+            json={"name": f"Schemathesis {purpose}", "email": email},
+            verify=CA,
+            timeout=10,
+        )
+    response.raise_for_status()
+    return response.json()["api_key"]
+
+
+@schemathesis.auth(refresh_interval=None, retry_on=[])
+class RealApiKey:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._shared: str | None = None
+
+    def get(self, case, context) -> str:
+        operation = context.operation
+        if (operation.method.upper(), operation.path) in SELF_DESTRUCTIVE:
+            return sign_up("victim")
+        with self._lock:
+            if self._shared is None:
+                self._shared = sign_up("shared")
+            return self._shared
+
+    def set(self, case, data: str, context) -> None:
+        case.headers = case.headers or {}
+        case.headers["Authorization"] = f"Bearer {data}"
