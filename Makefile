@@ -10,7 +10,8 @@ MAKEFLAGS += --no-print-directory
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-VERSION := $(shell cat VERSION)
+# The project version lives in one place, the API package.
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' services/api/pyproject.toml)
 GIT_REV := $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
 COMPOSE := docker compose
 

@@ -1,5 +1,7 @@
 """Application factory."""
 
+from importlib.metadata import version
+
 from flask_openapi3 import Info, OpenAPI
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -10,7 +12,8 @@ from api.core.logging import configure_logging
 from api.routes import health, items, users
 from api.schemas.common import ValidationErrorBody
 
-API_VERSION = "1.0.0"
+# One version for the package, the images (Makefile) and the OpenAPI document: pyproject.toml.
+API_VERSION = version("api")
 
 
 def create_app(settings: Settings | None = None) -> OpenAPI:
