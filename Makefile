@@ -102,6 +102,10 @@ test-adversarial: bootstrap venv ## Attack the stack: fuzzing, TLS, nginx config
 	@echo "==> adversarial tests"
 	@$(BIN)/pytest tests/adversarial
 
+.PHONY: bench
+bench: bootstrap venv certs ## Benchmark the stack (rate limits off, own compose project); see docs/performance.md
+	@$(BIN)/python bench/run.py $(BENCH_ARGS)
+
 .PHONY: lint
 lint: venv ## ruff lint and format check
 	@echo "==> lint"

@@ -120,7 +120,7 @@ ensure_base_image() {
     chroot "$root" update-ca-certificates >/dev/null 2>&1
   fi
   # Trim to the shape of the official slim image.
-  rm -rf "$root"/var/lib/apt/lists/* "$root"/var/cache/apt/*.bin \
+  rm -rf "$root"/var/lib/apt/lists/* "$root"/var/cache/apt/*.bin "$root"/var/cache/apt/archives/*.deb \
          "$root"/usr/share/doc/* "$root"/usr/share/locale/* "$root"/usr/share/man/*
   tar -C "$root" -c . | docker import -c 'CMD ["bash"]' - "$BASE_IMAGE" >/dev/null
   rm -rf "$root" "$root.log"

@@ -66,9 +66,10 @@ graceful_timeout = _int("GUNICORN_GRACEFUL_TIMEOUT", 30, minimum=1)
 # nginx that closes an idle connection and never reuses one that gunicorn has just closed (a 502).
 keepalive = _int("GUNICORN_KEEPALIVE", 75, minimum=0)
 # Recycle workers now and then (bounds slow leaks); the jitter keeps them from all restarting at
-# once.
-max_requests = _int("GUNICORN_MAX_REQUESTS", 1000, minimum=0)
-max_requests_jitter = _int("GUNICORN_MAX_REQUESTS_JITTER", 100, minimum=0)
+# once. Not too often: booting a worker costs about 0.9 s of CPU, which at 1,000 requests added
+# ~0.9 ms to every request and cost 25-40% of throughput (docs/performance.md).
+max_requests = _int("GUNICORN_MAX_REQUESTS", 10000, minimum=0)
+max_requests_jitter = _int("GUNICORN_MAX_REQUESTS_JITTER", 1000, minimum=0)
 # Only nginx on the internal network can reach this port; the app applies ProxyFix itself.
 forwarded_allow_ips = _env("FORWARDED_ALLOW_IPS", "*")
 # The heartbeat file goes to tmpfs: a disk-backed /tmp can stall it and get workers killed.

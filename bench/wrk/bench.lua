@@ -1,0 +1,44 @@
+-- wrk script for bench/run.py.
+--
+-- BENCH_WRK_MODE=post_users: every request is POST /api/users with a unique email
+--   (run id from BENCH_RUN_ID, wrk thread number, per-thread counter), so sign-ups never
+--   collide (a 409 would count as an error).
+-- Any other mode: the request given on the command line (wrk's static request, the fast path).
+--
+-- done() prints one line, "BENCH_JSON {...}", with the totals and latency percentiles in
+-- microseconds; bench/run.py parses it instead of wrk's human-readable summary.
+
+local mode = os.getenv("BENCH_WRK_MODE") or "static"
+local run_id = os.getenv("BENCH_RUN_ID") or tostring(os.time())
+
+local next_thread = 0
+function setup(thread)
+  thread:set("tid", next_thread)
+  next_thread = next_thread + 1
+end
+
+if mode == "post_users" then
+  local counter = 0
+  local headers = { ["Content-Type"] = "application/json" }
+  -- Defined only in this mode: a request() function makes wrk build every request in Lua.
+  function request()
+    counter = counter + 1
+    local body = string.format(
+      '{"name":"Bench User","email":"bench-%s-%d-%d@example.com"}', run_id, tid, counter
+    )
+    return wrk.format("POST", "/api/users", headers, body)
+  end
+end
+
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    'BENCH_JSON {"duration_us":%d,"requests":%d,"bytes":%d,"errors_connect":%d,' ..
+    '"errors_read":%d,"errors_write":%d,"errors_status":%d,"errors_timeout":%d,' ..
+    '"lat_p50_us":%.1f,"lat_p90_us":%.1f,"lat_p99_us":%.1f,"lat_max_us":%.1f,' ..
+    '"lat_mean_us":%.1f}\n',
+    summary.duration, summary.requests, summary.bytes, e.connect, e.read, e.write, e.status,
+    e.timeout, latency:percentile(50), latency:percentile(90), latency:percentile(99),
+    latency.max, latency.mean
+  ))
+end
