@@ -1,0 +1,23 @@
+"""What every part of the bench harness shares: where things are, logging, the expected error."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+BENCH_DIR = Path(__file__).resolve().parent
+ROOT = BENCH_DIR.parent
+RESULTS_DIR = BENCH_DIR / "results"
+CERTS = ROOT / "certs"
+# Own compose project and image tag, so a developer's `make up` (flask-stack, :dev) is untouched.
+PROJECT = "flask-stack-bench"
+IMAGE_TAG = "bench"
+
+
+def log(message: str) -> None:
+    """Progress on stderr, so stdout carries only the report."""
+    print(f"==> bench: {message}", file=sys.stderr, flush=True)
+
+
+class BenchError(Exception):
+    """A clear, expected failure (missing tool, stack did not start, ...)."""

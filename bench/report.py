@@ -1,0 +1,152 @@
+"""The report: ratios between measurements, the issue's targets, and the markdown table."""
+
+from __future__ import annotations
+
+from typing import Any
+
+# Targets of issue 6. Reported, never asserted.
+TARGET_RATIO_3_2 = 0.85
+TARGET_WRITES = 1500.0
+TARGET_P99_MS = 25.0
+TARGET_API_MB = 200.0
+TARGET_NGINX_MB = 150.0
+TARGET_REBUILD_S = 15.0
+
+
+def fmt(value: Any, digits: int = 1) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:,.{digits}f}"
+    return f"{value:,}" if isinstance(value, int) else str(value)
+
+
+def verdict(ok: bool | None) -> str:
+    return "n/a" if ok is None else ("PASS" if ok else "FAIL")
+
+
+def markdown(results: dict[str, Any]) -> str:
+    cols = ["api", "nginx", "docker-proxy", "dockerd", "generator", "other_host"]
+    lines = [
+        f"### flask-stack benchmark {results['timestamp']} ({results['label']})",
+        "",
+        "| # | measurement | req/s | p50 ms | p99 ms | errors | CPU s/1k req: "
+        + " / ".join(cols)
+        + " |",
+        "|---|---|---:|---:|---:|---:|---|",
+    ]
+    for m in results["measurements"]:
+        per_1k = m["cpu_s_per_1k"]
+        cpu = " / ".join(fmt(per_1k.get(c), 3) for c in cols)
+        p50 = m.get("p50_ms")
+        p99 = m.get("p99_ms")
+        if p50 is None and m.get("mean_ms") is not None:
+            p50, p99 = f"mean {m['mean_ms']}", f"max {m['max_ms']}"
+        lines.append(
+            f"| {m['key']} | {m['title']} | {fmt(m['rps'])} | {fmt(p50, 2)} | {fmt(p99, 2)} "
+            f"| {m['errors_total']} | {cpu} |"
+        )
+    for m in results["measurements"]:
+        if m["key"] == "6":
+            lines.append(
+                f"\n6 at {fmt(m['rate_offered'])} req/s offered: p50 {fmt(m['p50_ms'], 2)} / p90 "
+                f"{fmt(m['p90_ms'], 2)} / p99 {fmt(m['p99_ms'], 2)} / max {fmt(m['max_ms'], 2)} ms"
+                " (from the scheduled time)."
+            )
+    r = results["ratios"]
+    lines += [
+        "",
+        f"Ratios: 3/2 = {fmt(r.get('3/2'), 3)}, 3/1 = {fmt(r.get('3/1'), 3)}.",
+        "",
+        "| target (issue 6) | value | result |",
+        "|---|---|---|",
+    ]
+    for t in results["targets"]:
+        lines.append(f"| {t['target']} | {t['value']} | {verdict(t['pass'])} |")
+    s = results["startup"]
+    lines += [
+        "",
+        f"Images: api {fmt(results['images'].get('api_mb'))} MB, nginx "
+        f"{fmt(results['images'].get('nginx_mb'))} MB. Build (cache warm) {fmt(s.get('build_s'))}"
+        f" s; `up` to healthy {fmt(s.get('up_to_healthy_s'))} s.",
+        f"Host: {results['host']['cpus']} CPUs shared by the stack and the load generator; "
+        f"load average before the run {results['host']['loadavg_before']}. `other_host`: CPU "
+        "that the host spent on anything else during the run (noise, if not ~0).",
+    ]
+    return "\n".join(lines)
+
+
+def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
+    by_key = {m["key"]: m for m in results["measurements"]}
+    out: list[dict[str, Any]] = []
+    ratio = results["ratios"].get("3/2")
+    out.append(
+        {
+            "target": f"3/2 >= {TARGET_RATIO_3_2}",
+            "value": fmt(ratio, 3),
+            "pass": None if ratio is None else ratio >= TARGET_RATIO_3_2,
+        }
+    )
+    m4 = by_key.get("4")
+    if m4:
+        locked = m4.get("database_locked", 0)
+        out.append(
+            {
+                "target": f"4: >= {TARGET_WRITES:,.0f} writes/s, 0 errors, no 'database is locked'",
+                "value": f"{fmt(m4['rps'])}/s, {m4['errors_total']} errors, {locked} locked",
+                "pass": m4["rps"] >= TARGET_WRITES and m4["errors_total"] == 0 and locked == 0,
+            }
+        )
+    m6 = by_key.get("6")
+    if m6:
+        out.append(
+            {
+                "target": f"6: p99 <= {TARGET_P99_MS:.0f} ms at 70% of peak, 0 errors",
+                "value": f"p99 {fmt(m6['p99_ms'], 2)} ms at {fmt(m6['rate_offered'])} req/s, "
+                f"{m6['errors_total']} errors",
+                "pass": m6["p99_ms"] is not None
+                and m6["p99_ms"] <= TARGET_P99_MS
+                and m6["errors_total"] == 0,
+            }
+        )
+    for key in ("1", "2", "3", "5"):
+        m = by_key.get(key)
+        if m:
+            out.append(
+                {
+                    "target": f"{key}: 0 errors",
+                    "value": str(m["errors_total"]),
+                    "pass": m["errors_total"] == 0,
+                }
+            )
+    images = results["images"]
+    for name, limit in (("api", TARGET_API_MB), ("nginx", TARGET_NGINX_MB)):
+        size = images.get(f"{name}_mb")
+        out.append(
+            {
+                "target": f"{name} image <= {limit:.0f} MB",
+                "value": f"{fmt(size)} MB",
+                "pass": None if size is None else size <= limit,
+            }
+        )
+    rebuild = results.get("rebuild") or {}
+    changed = rebuild.get("code_change_s")
+    out.append(
+        {
+            "target": f"code-only API rebuild <= {TARGET_REBUILD_S:.0f} s",
+            "value": f"{fmt(changed)} s" if changed is not None else "not measured",
+            "pass": None if changed is None else changed <= TARGET_REBUILD_S,
+        }
+    )
+    return out
+
+
+def ratios(measurements: list[dict[str, Any]]) -> dict[str, float | None]:
+    """Throughput of 3 (the real path) relative to its ceilings 2 (app) and 1 (proxy)."""
+    by_key = {m["key"]: m for m in measurements}
+    out: dict[str, float | None] = {}
+    if "3" in by_key and "2" in by_key:
+        out["3/2"] = round(by_key["3"]["rps"] / by_key["2"]["rps"], 3)
+    if "3" in by_key and "1" in by_key:
+        out["3/1"] = round(by_key["3"]["rps"] / by_key["1"]["rps"], 3)
+    return out

@@ -1,0 +1,154 @@
+"""The benchmark's compose stack: environment, lifecycle, inspection, logs and seed data."""
+
+from __future__ import annotations
+
+import json
+import os
+import ssl
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from typing import Any
+
+from common import BENCH_DIR, CERTS, IMAGE_TAG, PROJECT, ROOT, BenchError, log
+
+COMPOSE_FILES = [ROOT / "compose.yaml", BENCH_DIR / "compose.bench.yaml"]
+
+
+# --- compose --------------------------------------------------------------------------------
+
+
+def compose_env(overrides: dict[str, str], ports: dict[str, int]) -> dict[str, str]:
+    """The environment for every `docker compose` call: bench ports and tag, then --set values."""
+    env = dict(os.environ)
+    # Same defaults as the Makefile: Debian's old buildx (if any) cannot do Bake, and nginx must
+    # be able to read certs/server.key (handed to uid 10001 by certs.py when run as root).
+    env.setdefault("COMPOSE_BAKE", "false")
+    if "NGINX_USER" not in env:
+        env["NGINX_USER"] = "10001:10001" if os.geteuid() == 0 else f"{os.getuid()}:{os.getgid()}"
+    env.update(
+        {
+            "HTTPS_PORT": str(ports["https"]),
+            "HTTP_PORT": str(ports["http"]),
+            "BENCH_API_PORT": str(ports["api"]),
+            "BIND_ADDRESS": "127.0.0.1",
+            "IMAGE_TAG": IMAGE_TAG,
+        }
+    )
+    env.update(overrides)
+    return env
+
+
+def compose(
+    env: dict[str, str], *args: str, check: bool = True, capture: bool = False
+) -> subprocess.CompletedProcess[str]:
+    """Run `docker compose` on the bench project; raise BenchError on failure when ``check``."""
+    cmd = ["docker", "compose", "-p", PROJECT]
+    for f in COMPOSE_FILES:
+        cmd += ["-f", str(f)]
+    cmd += list(args)
+    result = subprocess.run(cmd, env=env, cwd=ROOT, text=True, capture_output=capture)
+    if check and result.returncode != 0:
+        detail = (result.stderr or "").strip()[-2000:] if capture else ""
+        raise BenchError(f"`docker compose {' '.join(args)}` failed ({result.returncode}) {detail}")
+    return result
+
+
+def down(env: dict[str, str], grace_s: int) -> None:
+    """Remove the stack and its volume; never fails (also used for leftovers and teardown)."""
+    compose(env, "down", "-v", "--remove-orphans", "-t", str(grace_s), capture=True, check=False)
+
+
+def start(env: dict[str, str]) -> dict[str, float]:
+    """Build the images and bring the stack up; return the build and `up`-to-healthy times."""
+    timings: dict[str, float] = {}
+    log("building images (tag :bench)")
+    started = time.monotonic()
+    compose(env, "build", capture=True)
+    timings["build_s"] = round(time.monotonic() - started, 2)
+    log("starting the stack and waiting until healthy")
+    started = time.monotonic()
+    up = compose(env, "up", "-d", "--wait", capture=True, check=False)
+    timings["up_to_healthy_s"] = round(time.monotonic() - started, 2)
+    if up.returncode != 0:
+        logs = compose(env, "logs", "--no-color", "--tail", "30", capture=True, check=False)
+        raise BenchError(f"the stack did not become healthy:\n{up.stderr}\n{logs.stdout}")
+    return timings
+
+
+def container_id(env: dict[str, str], service: str) -> str:
+    out = compose(env, "ps", "-q", service, capture=True).stdout.strip()
+    if not out:
+        raise BenchError(f"no container for service {service}")
+    return out.splitlines()[0]
+
+
+def docker_inspect(ref: str, fmt: str) -> str:
+    return subprocess.run(
+        ["docker", "inspect", "-f", fmt, ref], capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
+def count_in_logs(env: dict[str, str], service: str, since: str, needle: str) -> int:
+    out = compose(env, "logs", "--no-color", "--since", since, service, capture=True, check=False)
+    return (out.stdout + out.stderr).count(needle)
+
+
+def health_timeline(cid: str) -> dict[str, Any]:
+    """When the container started and when its first passing health probe ended."""
+    state = json.loads(docker_inspect(cid, "{{json .State}}"))
+    probes = (state.get("Health") or {}).get("Log") or []
+    healthy = next((p["End"] for p in probes if p.get("ExitCode") == 0), None)
+    return {"started": state.get("StartedAt"), "first_healthy_probe": healthy}
+
+
+# --- seed data ------------------------------------------------------------------------------
+
+
+def tls_context() -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=str(CERTS / "ca.pem"))
+
+
+def http_json(
+    method: str, url: str, body: dict | None = None, token: str | None = None
+) -> tuple[int, Any]:
+    headers = {"Accept": "application/json"}
+    data = None
+    if body is not None:
+        data = json.dumps(body).encode()
+        headers["Content-Type"] = "application/json"
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    request = urllib.request.Request(url, data=data, method=method, headers=headers)
+    context = tls_context() if url.startswith("https:") else None
+    try:
+        with urllib.request.urlopen(request, timeout=10, context=context) as response:
+            return response.status, json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode(errors="replace")
+
+
+def seed(base: str, run_id: str, n_items: int = 25) -> dict[str, Any]:
+    """One user and ``n_items`` public items, so `GET /api/items?limit=20` is a full page."""
+    status, user = http_json(
+        "POST", f"{base}/api/users", {"name": "Bench Seed", "email": f"seed-{run_id}@example.com"}
+    )
+    if status != 201:
+        raise BenchError(f"seeding: POST /api/users answered {status}: {user}")
+    token = user["api_key"]
+    ids = []
+    for i in range(n_items):
+        status, item = http_json(
+            "POST",
+            f"{base}/api/items",
+            {"name": f"bench item {i}", "is_public": True},
+            token=token,
+        )
+        if status != 201:
+            raise BenchError(f"seeding: POST /api/items answered {status}: {item}")
+        ids.append(item["id"])
+    status, page = http_json("GET", f"{base}/api/items?limit=20")
+    if status != 200 or len(page.get("items", [])) != 20:
+        raise BenchError(f"seeding: GET /api/items?limit=20 gave {status}, not a page of 20")
+    return {"user_id": user["id"], "item_id": ids[0], "item_ids": len(ids)}
