@@ -6,51 +6,21 @@ a request line over 4094 bytes), and gunicorn's HTML error page reached the clie
 """
 
 import json
-import os
 import socket
-import subprocess
-import sys
 from collections.abc import Iterator
 
 import pytest
-from test_gunicorn import BIN, SERVICE_DIR, Server, free_port, wait_until_healthy
+from gunicorn_server import Server, running_gunicorn
 
 from api.protocol_errors import write_error
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    tmp = tmp_path_factory.mktemp("gunicorn-protocol")
-    port = free_port()
-    env = {
-        **os.environ,
-        "DATABASE_URL": f"sqlite:///{tmp / 'api.sqlite3'}",
-        "GUNICORN_BIND": f"127.0.0.1:{port}",
-        "GUNICORN_WORKERS": "1",
-    }
-    subprocess.run(
-        [sys.executable, "-m", "api.migrate"], cwd=SERVICE_DIR, env=env, check=True, timeout=60
-    )
-    log_path = tmp / "server.log"
-    with log_path.open("w") as log:
-        process = subprocess.Popen(
-            [str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "api.wsgi:app"],
-            cwd=SERVICE_DIR,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    server = Server(port, log_path)
-    try:
-        wait_until_healthy(server, process, deadline_s=30)
+    with running_gunicorn(
+        tmp_path_factory.mktemp("gunicorn-protocol"), GUNICORN_WORKERS="1"
+    ) as server:
         yield server
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def send_raw(port: int, data: bytes) -> tuple[int, dict[str, str], bytes]:
