@@ -128,8 +128,11 @@ def test_hsts_header_is_sent(stack):
 def test_plain_http_redirects_to_https(stack):
     url = f"{stack.http_url}/api/items?limit=1"
     response = http_get(url, allow_redirects=False)
-    assert response.status_code in (301, 308), response.status_code
+    assert response.status_code == 308, response.status_code
     assert response.headers["Location"] == f"{stack.base_url}/api/items?limit=1"
+    # Even the redirect speaks the API's JSON shape, never nginx's HTML page.
+    assert response.headers["Content-Type"] == "application/json"
+    assert response.json()["status"] == 308
 
     followed = http_get(url, ca=str(stack.ca))
     assert followed.status_code == 200
