@@ -45,11 +45,9 @@ $(VENV)/.installed: requirements-dev.txt services/api/pyproject.toml
 .PHONY: venv
 venv: $(VENV)/.installed ## Create the virtualenv for tests and tools
 
-certs/server.pem certs/server.key &: | $(VENV)/.installed
-	@$(BIN)/python scripts/certs.py --dir certs
-
 .PHONY: certs
-certs: certs/server.pem ## Write a local CA and a localhost certificate into certs/
+certs: venv ## Write a local CA and a localhost certificate into certs/ (renewed near expiry)
+	@$(BIN)/python scripts/certs.py --dir certs --if-needed
 
 # --- the stack ----------------------------------------------------------------------------------
 

@@ -12,13 +12,26 @@ that speaks TLS 1.2 accepts them. Production mounts real certificates at the sam
 from __future__ import annotations
 
 import argparse
+import datetime
 import os
 from pathlib import Path
 
 import trustme
+from cryptography import x509
 
 # The uid nginx runs as in its image; when run as root we hand it the key, see chown below.
 NGINX_UID = 10001
+# Mozilla's profiles allow at most 366 days; renew a month before the end.
+VALIDITY = datetime.timedelta(days=365)
+RENEW_BEFORE = datetime.timedelta(days=30)
+
+
+def still_valid(server_pem: Path) -> bool:
+    """Whether the leaf certificate in ``server_pem`` exists and is not close to expiring."""
+    if not server_pem.exists():
+        return False
+    leaf = x509.load_pem_x509_certificate(server_pem.read_bytes())
+    return leaf.not_valid_after_utc - datetime.datetime.now(datetime.UTC) > RENEW_BEFORE
 
 
 def main() -> None:
@@ -30,12 +43,22 @@ def main() -> None:
         dest="names",
         help="host name or IP address for the certificate (repeatable)",
     )
+    parser.add_argument(
+        "--if-needed",
+        action="store_true",
+        help="do nothing while the present certificate is valid for 30 more days",
+    )
     args = parser.parse_args()
     names = args.names or ["localhost", "127.0.0.1", "::1"]
+    if args.if_needed and still_valid(args.dir / "server.pem"):
+        return
 
     args.dir.mkdir(parents=True, exist_ok=True)
     ca = trustme.CA(key_type=trustme.KeyType.ECDSA, organization_name="flask-stack development CA")
-    cert = ca.issue_cert(*names, key_type=trustme.KeyType.ECDSA)
+    now = datetime.datetime.now(datetime.UTC)
+    cert = ca.issue_cert(
+        *names, not_before=now - datetime.timedelta(minutes=5), not_after=now + VALIDITY
+    )
 
     ca.cert_pem.write_to_path(str(args.dir / "ca.pem"))
     (args.dir / "server.pem").write_bytes(b"".join(blob.bytes() for blob in cert.cert_chain_pems))
