@@ -48,7 +48,7 @@ from sslyze.mozilla_tls_profile.tls_config_checker import (
     check_server_against_tls_configuration,
 )
 
-from tests.integration.conftest import _LAUNCHERS, IMAGE_USER, Launcher, Tls
+from tests.integration.containers import _LAUNCHERS, IMAGE_USER, Launcher, Tls
 
 from .support import new_session, wait_until
 

@@ -1,0 +1,342 @@
+"""The containers the integration and adversarial suites run: images, hardened services, stacks.
+
+Plain classes and constants; the pytest fixtures that create them live in conftest.py.
+"""
+
+# conftest.py sets the TESTCONTAINERS_* variables before anything imports testcontainers.
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import docker
+import docker.errors
+import requests
+from testcontainers.core.container import DockerContainer
+from testcontainers.core.network import Network
+
+from .support import Fatal, new_session, unique_email, wait_until
+
+REPO = Path(__file__).resolve().parents[2]
+API_IMAGE = "flask-stack-api:test"
+NGINX_IMAGE = "flask-stack-nginx:test"
+IMAGE_USER = "10001:10001"  # the uid:gid both images run as
+RUN_ID = uuid.uuid4().hex[:8]
+LABELS = {"flask-stack.itest-run": RUN_ID}
+# Paths that must answer 200 through nginx before the stack counts as ready.
+READY_PATHS = ("/healthz", "/readyz")
+DEFAULT_TEST_TIMEOUT = 240  # seconds per test function (fixture set-up has its own deadlines)
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now, to publish a container port on."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+# --------------------------------------------------------------------------------------------
+# Containers
+
+
+class Service:
+    """One hardened container, which a test may stop, restart or re-create with the same config."""
+
+    def __init__(
+        self,
+        client: docker.DockerClient,
+        name: str,
+        image: str,
+        *,
+        network: Network,
+        user: str,
+        env: dict[str, str] | None = None,
+        aliases: tuple[str, ...] = (),
+        volumes: tuple[tuple[str, str, str], ...] = (),
+        publish: tuple[int, ...] = (),
+    ) -> None:
+        self.client = client
+        self.name = name
+        self.image = image
+        self.network = network
+        self.user = user
+        self.env = dict(env or {})
+        self.aliases = aliases
+        self.volumes = volumes
+        # Host ports are picked once, so they stay the same across restarts and re-creations.
+        self.host_ports = {port: free_port() for port in publish}
+        self._tc: DockerContainer | None = None
+        self.last_logs = ""
+
+    def start(self) -> Service:
+        """Create and start a new container from the configuration."""
+        tc = DockerContainer(
+            self.image,
+            name=self.name,
+            env=dict(self.env),
+            network=self.network,
+            network_aliases=list(self.aliases) or None,
+            user=self.user,
+            read_only=True,
+            cap_drop=["ALL"],
+            security_opt=["no-new-privileges:true"],
+            init=True,  # as compose.yaml: an init as PID 1 forwards signals to the server
+            labels=dict(LABELS),
+        )
+        tc.with_tmpfs_mount("/tmp")
+        for source, target, mode in self.volumes:
+            tc.with_volume_mapping(source, target, mode)
+        for port, host_port in self.host_ports.items():
+            # docker-py's (host_ip, host_port) form: published on the loopback interface only.
+            tc.ports[f"{port}/tcp"] = ("127.0.0.1", host_port)  # type: ignore[assignment]
+        self._tc = tc
+        tc.start()
+        return self
+
+    @property
+    def container(self) -> Any:
+        """The docker-py Container (attributes refreshed)."""
+        assert self._tc is not None, f"{self.name} was never started"
+        container = self._tc.get_wrapped_container()
+        container.reload()
+        return container
+
+    @property
+    def exists(self) -> bool:
+        return self._tc is not None
+
+    def status(self) -> str:
+        return self.container.status
+
+    def logs(self) -> str:
+        if self._tc is None:
+            return self.last_logs
+        try:
+            return self.container.logs(stdout=True, stderr=True).decode(errors="replace")
+        except docker.errors.NotFound:
+            return self.last_logs
+
+    def stop(self, timeout: int = 30) -> None:
+        """`docker stop`: SIGTERM, then SIGKILL after `timeout` seconds."""
+        self.container.stop(timeout=timeout)
+
+    def start_again(self) -> None:
+        """`docker start` the existing (stopped) container."""
+        self.container.start()
+
+    def restart(self, timeout: int = 30) -> None:
+        self.container.restart(timeout=timeout)
+
+    def remove(self) -> None:
+        """Remove the container (its named volumes stay)."""
+        if self._tc is None:
+            return
+        self.last_logs = self.logs()
+        with contextlib.suppress(docker.errors.NotFound):
+            self._tc.get_wrapped_container().remove(force=True, v=True)
+        self._tc = None
+
+    def recreate(self) -> None:
+        """Remove the container and start a fresh one from the same image and configuration."""
+        self.remove()
+        self.start()
+
+    def ip(self) -> str:
+        return self.container.attrs["NetworkSettings"]["Networks"][self.network.name]["IPAddress"]
+
+    def exec(self, cmd: list[str], user: str = "") -> tuple[int, str]:
+        code, output = self.container.exec_run(cmd, user=user)
+        return code, output.decode(errors="replace")
+
+    def host_port(self, port: int) -> int:
+        return self.host_ports[port]
+
+    def check_alive(self) -> None:
+        """Raise Fatal (stop waiting) if the container has exited."""
+        container = self.container
+        if container.status in ("exited", "dead"):
+            state = container.attrs["State"]
+            raise Fatal(
+                f"container {self.name} {container.status} (exit code {state.get('ExitCode')}):\n"
+                + tail(self.logs(), 60)
+            )
+
+
+def tail(text: str, lines: int) -> str:
+    return "\n".join(text.splitlines()[-lines:])
+
+
+class Launcher:
+    """Starts the suite's containers and volumes and removes all of them at the end."""
+
+    def __init__(self, client: docker.DockerClient, network: Network, tls: Tls) -> None:
+        self.client = client
+        self.network = network
+        self.tls = tls
+        self.services: list[Service] = []
+        self.volumes: list[str] = []
+
+    def volume(self, purpose: str) -> str:
+        name = f"itest-{RUN_ID}-{purpose}"
+        self.client.volumes.create(name=name, labels=dict(LABELS))
+        self.volumes.append(name)
+        return name
+
+    def api(
+        self,
+        name: str,
+        *,
+        env: dict[str, str] | None = None,
+        aliases: tuple[str, ...] = (),
+        publish: bool = False,
+    ) -> Service:
+        """An API container with its own data volume; `publish` exposes :8000 on 127.0.0.1."""
+        volume = self.volume(f"{name}-data")
+        service = Service(
+            self.client,
+            f"itest-{RUN_ID}-{name}",
+            API_IMAGE,
+            network=self.network,
+            user=IMAGE_USER,
+            env={"LOG_LEVEL": "info", **(env or {})},
+            aliases=aliases,
+            volumes=((volume, "/data", "rw"),),
+            publish=(8000,) if publish else (),
+        )
+        self.services.append(service)
+        return service.start()
+
+    def nginx(self, name: str, *, upstream: str, env: dict[str, str] | None = None) -> Service:
+        """An nginx in front of `upstream`, with the run's certificates, publishing 8443/8080."""
+        service = Service(
+            self.client,
+            f"itest-{RUN_ID}-{name}",
+            NGINX_IMAGE,
+            network=self.network,
+            user=self.tls.nginx_user,
+            volumes=((str(self.tls.directory), "/etc/nginx/certs", "ro"),),
+            publish=(8443, 8080),
+        )
+        service.env = {
+            "API_UPSTREAM": upstream,
+            "SERVER_NAME": "localhost",
+            "PUBLIC_HTTPS_PORT": str(service.host_port(8443)),
+            **(env or {}),
+        }
+        self.services.append(service)
+        return service.start()
+
+    def stack(self, api: Service, nginx: Service) -> Stack:
+        """A Stack view of `nginx` in front of `api` (waits until it is ready)."""
+        view = Stack(api=api, nginx=nginx, ca=self.tls.ca)
+        view.wait_ready()
+        return view
+
+    def cleanup(self) -> None:
+        errors = []
+        for service in reversed(self.services):
+            try:
+                service.remove()
+            except Exception as exc:  # keep removing the rest
+                errors.append(f"{service.name}: {exc!r}")
+        for volume in self.volumes:
+            try:
+                self.client.volumes.get(volume).remove(force=True)
+            except docker.errors.NotFound:
+                pass
+            except Exception as exc:
+                errors.append(f"volume {volume}: {exc!r}")
+        if errors:
+            raise RuntimeError("cleanup failed: " + "; ".join(errors))
+
+
+# Every Launcher of the session, so the failure hook can print their containers' logs.
+_LAUNCHERS: list[Launcher] = []
+
+
+@dataclass
+class Tls:
+    directory: Path
+    ca: Path  # the CA certificate clients trust (requests' verify=)
+    nginx_user: str
+
+
+@dataclass
+class Stack:
+    """An nginx in front of an API, reached over HTTPS at https://localhost:<port>."""
+
+    api: Service
+    nginx: Service
+    ca: Path
+    sessions: list[requests.Session] = field(default_factory=list)
+
+    @property
+    def https_port(self) -> int:
+        return self.nginx.host_port(8443)
+
+    @property
+    def http_port(self) -> int:
+        return self.nginx.host_port(8080)
+
+    @property
+    def base_url(self) -> str:
+        return f"https://localhost:{self.https_port}"
+
+    @property
+    def http_url(self) -> str:
+        return f"http://localhost:{self.http_port}"
+
+    def url(self, path: str) -> str:
+        return self.base_url + path
+
+    def session(self) -> requests.Session:
+        """A requests Session that verifies the server against the run's CA."""
+        session = new_session(str(self.ca))
+        self.sessions.append(session)
+        return session
+
+    def request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        """One request on a fresh connection; timeout 10 s unless given."""
+        kwargs.setdefault("timeout", 10)
+        with new_session(str(self.ca)) as session:
+            return session.request(method, self.url(path), **kwargs)
+
+    def get(self, path: str, **kwargs: Any) -> requests.Response:
+        return self.request("GET", path, **kwargs)
+
+    def post(self, path: str, **kwargs: Any) -> requests.Response:
+        return self.request("POST", path, **kwargs)
+
+    def is_ready(self) -> bool:
+        self.api.check_alive()
+        self.nginx.check_alive()
+        for path in READY_PATHS:
+            response = self.get(path, timeout=5)
+            if response.status_code != 200:
+                return False
+        return True
+
+    def wait_ready(self, timeout: float = 90) -> None:
+        wait_until(self.is_ready, timeout, interval=0.3, what=f"{self.base_url} to be ready")
+
+    def ensure_running(self) -> None:
+        """Bring the API back (start it, or re-create it if it is gone) and wait until ready."""
+        if not self.api.exists:
+            self.api.start()
+        elif self.api.status() != "running":
+            self.api.start_again()
+        self.wait_ready()
+
+    def create_user(self, name: str = "Test User", email: str | None = None) -> dict[str, Any]:
+        response = self.post("/api/users", json={"name": name, "email": email or unique_email()})
+        assert response.status_code == 201, response.text
+        return response.json()
+
+
+# --------------------------------------------------------------------------------------------
+# Fixtures
