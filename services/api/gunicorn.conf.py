@@ -51,9 +51,11 @@ except SettingsError as exc:
     sys.exit(str(exc))
 
 bind = _env("GUNICORN_BIND", "0.0.0.0:8000")
-# The classic 2 x cores + 1, capped: past that, more processes only cost memory (and SQLite
-# allows one writer at a time anyway).
-workers = _int("GUNICORN_WORKERS", min(2 * _cpus() + 1, 8), minimum=1)
+# One process per CPU, at least two so that a crashed worker never leaves nobody serving. Threads
+# (below) give the concurrency; the classic 2 x CPUs + 1 is for sync workers, and with gthread it
+# measured worse on 2 CPUs: 5 workers cost 1.6x the CPU per request of 2 and gave 3-4x the p99 at
+# 70% load (docs/performance.md).
+workers = _int("GUNICORN_WORKERS", max(2, _cpus()), minimum=1)
 # gthread: a thread pool per worker, and idle keep-alive connections wait in a poller instead of
 # holding a worker, which is what nginx's upstream keep-alive needs.
 worker_class = _env("GUNICORN_WORKER_CLASS", "gthread")

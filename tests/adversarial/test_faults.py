@@ -189,13 +189,21 @@ def test_kill_9_of_a_worker_fails_only_requests_in_flight(victim, figures):
         # write that happened: unknowable to the client, inherent to kill -9 (docs/security.md).
         "failed_but_committed": sum(check.was_written(a) for a in failed),
     }
-    assert not [a.error for a in failed if a.error], "requests without an HTTP answer"
+    # A worker killed between writing its headers and its body leaves nginx with the status line
+    # already passed on: all it can do is cut the body short (IncompleteRead at the client). Such a
+    # request was in flight, like a 502; any other transport error means nobody answered at all.
+    cut_short = [a for a in failed if a.error and "IncompleteRead" in a.error]
+    figures["kill_9_worker"]["answer_cut_short"] = len(cut_short)
+    assert not [a.error for a in failed if a.error and a not in cut_short], (
+        "requests without an HTTP answer"
+    )
     assert all(a.started <= after and a.ended >= before for a in failed), (
         "a request that was not in flight during the kill failed"
     )
     assert len(failed) <= len(in_flight)
     for attempt in failed:
-        assert_error_json(attempt.response, 502)
+        if attempt not in cut_short:
+            assert_error_json(attempt.response, 502)
     # Whatever was acknowledged is there.
     assert all(check.user_exists(a) for a in load.attempts if a.status == 201)
 
