@@ -141,6 +141,30 @@ class Checker:
         return attempt.name in self.names
 
 
+@dataclass
+class Outcome:
+    """A write load's attempts sorted by what happened to them, checked against the database."""
+
+    acked: list[Attempt]
+    refused: list[Attempt]
+    no_answer: list[Attempt]
+    missing: list[str]
+    ghost_writes: list[str]
+
+    @classmethod
+    def of(cls, stack, attempts: list[Attempt]) -> Outcome:
+        acked = [a for a in attempts if a.status == 201]
+        refused = [a for a in attempts if a.status is not None and a.status != 201]
+        check = Checker(stack)
+        return cls(
+            acked=acked,
+            refused=refused,
+            no_answer=[a for a in attempts if a.status is None],
+            missing=[a.email for a in acked if not check.user_exists(a)],
+            ghost_writes=[a.email for a in refused if check.was_written(a)],
+        )
+
+
 @pytest.fixture(scope="module")
 def victim(launcher) -> Iterator:
     view = own_stack(
@@ -223,12 +247,9 @@ def test_sigterm_under_load_loses_nothing(victim, figures):
         )
     victim.ensure_running()
 
-    acked = [a for a in load.attempts if a.status == 201]
-    refused = [a for a in load.attempts if a.status is not None and a.status != 201]
-    no_answer = [a for a in load.attempts if a.status is None]
-    check = Checker(victim)
-    missing = [a.email for a in acked if not check.user_exists(a)]
-    ghost_writes = [a.email for a in refused if check.was_written(a)]
+    outcome = Outcome.of(victim, load.attempts)
+    acked, refused, no_answer = outcome.acked, outcome.refused, outcome.no_answer
+    missing, ghost_writes = outcome.missing, outcome.ghost_writes
     across = [a for a in acked if a.started < stop_at < a.ended]
     lost = len(missing) + len(ghost_writes) + len(no_answer)
     figures["sigterm_api"] = {
@@ -263,12 +284,9 @@ def test_restart_mid_write_load_keeps_every_acknowledged_write(victim, figures):
         )
     victim.wait_ready()
 
-    acked = [a for a in load.attempts if a.status == 201]
-    refused = [a for a in load.attempts if a.status is not None and a.status != 201]
-    no_answer = [a for a in load.attempts if a.status is None]
-    check = Checker(victim)
-    missing = [a.email for a in acked if not check.user_exists(a)]
-    ghost_writes = [a.email for a in refused if check.was_written(a)]
+    outcome = Outcome.of(victim, load.attempts)
+    acked, refused, no_answer = outcome.acked, outcome.refused, outcome.no_answer
+    missing, ghost_writes = outcome.missing, outcome.ghost_writes
     figures["restart_api"] = {
         "requests": len(load.attempts),
         "acknowledged_201": len(acked),
