@@ -5,6 +5,10 @@ crosses a fork. SQLite gets the settings that make several worker processes safe
 WAL (readers never block the writer), a busy timeout (writers queue instead of failing), foreign
 keys on, and ``BEGIN IMMEDIATE`` for write transactions: a deferred transaction that reads first
 and writes later can hit "database is locked" on the lock upgrade without waiting at all.
+
+Reads on SQLite open no transaction of their own: every read in this app is one statement, which
+SQLite runs as its own implicit (snapshot-consistent) transaction. An explicit BEGIN would cost a
+second statement per request and buy nothing (measured in docs/performance.md).
 """
 
 from collections.abc import Iterator
@@ -47,8 +51,8 @@ def build_engine(database_url: str, *, sqlite_busy_timeout_ms: int = 5000) -> En
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
-        immediate = conn.get_execution_options().get(_IMMEDIATE, False)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        if conn.get_execution_options().get(_IMMEDIATE, False):
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
 
@@ -62,7 +66,7 @@ class Database:
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
-        """A connection whose transaction is rolled back at the end (nothing to commit)."""
+        """A connection for reads; on SQLite each statement is its own transaction (see above)."""
         with self.engine.connect() as conn:
             yield conn
 

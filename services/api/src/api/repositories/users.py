@@ -1,4 +1,4 @@
-"""Queries on the users table."""
+"""Queries on the users table (hot statements built once, as in items.py)."""
 
 from typing import Any
 
@@ -8,6 +8,17 @@ from sqlalchemy.exc import IntegrityError
 
 from api.tables import users, utcnow
 
+_INSERT = sa.insert(users).returning(*users.c)
+_GET = sa.select(users).where(users.c.id == sa.bindparam("user_id"))
+_GET_BY_KEY_HASH = sa.select(users).where(users.c.api_key_hash == sa.bindparam("api_key_hash"))
+_LIST_AFTER = (
+    sa.select(users)
+    .where(users.c.id > sa.bindparam("after_id"))
+    .order_by(users.c.id)
+    .limit(sa.bindparam("limit"))
+)
+_DELETE = sa.delete(users).where(users.c.id == sa.bindparam("user_id"))
+
 
 class EmailTakenError(Exception):
     """The email is already registered (the unique constraint said so)."""
@@ -16,35 +27,29 @@ class EmailTakenError(Exception):
 def create(conn: Connection, *, name: str, email: str, api_key_hash: str) -> Row[Any]:
     # No check-then-insert: the unique constraint decides, so two concurrent sign-ups with one
     # email cannot both succeed.
-    stmt = (
-        sa.insert(users)
-        .values(
-            name=name,
-            email=email,
-            email_lower=email.lower(),
-            api_key_hash=api_key_hash,
-            created_at=utcnow(),
-        )
-        .returning(*users.c)
-    )
+    values = {
+        "name": name,
+        "email": email,
+        "email_lower": email.lower(),
+        "api_key_hash": api_key_hash,
+        "created_at": utcnow(),
+    }
     try:
-        return conn.execute(stmt).one()
+        return conn.execute(_INSERT, values).one()
     except IntegrityError as exc:
         raise EmailTakenError(email) from exc
 
 
 def get(conn: Connection, user_id: int) -> Row[Any] | None:
-    return conn.execute(sa.select(users).where(users.c.id == user_id)).one_or_none()
+    return conn.execute(_GET, {"user_id": user_id}).one_or_none()
 
 
 def get_by_key_hash(conn: Connection, api_key_hash: str) -> Row[Any] | None:
-    stmt = sa.select(users).where(users.c.api_key_hash == api_key_hash)
-    return conn.execute(stmt).one_or_none()
+    return conn.execute(_GET_BY_KEY_HASH, {"api_key_hash": api_key_hash}).one_or_none()
 
 
 def list_after(conn: Connection, *, after_id: int, limit: int) -> list[Row[Any]]:
-    stmt = sa.select(users).where(users.c.id > after_id).order_by(users.c.id).limit(limit)
-    return list(conn.execute(stmt))
+    return list(conn.execute(_LIST_AFTER, {"after_id": after_id, "limit": limit}))
 
 
 def update(conn: Connection, user_id: int, changes: dict[str, Any]) -> Row[Any] | None:
@@ -60,4 +65,4 @@ def update(conn: Connection, user_id: int, changes: dict[str, Any]) -> Row[Any] 
 
 def delete(conn: Connection, user_id: int) -> None:
     # The items go with the user through ON DELETE CASCADE (foreign keys are on for SQLite too).
-    conn.execute(sa.delete(users).where(users.c.id == user_id))
+    conn.execute(_DELETE, {"user_id": user_id})
