@@ -2,7 +2,8 @@
 
 import base64
 import binascii
-from typing import Annotated
+import copy
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 from pydantic.json_schema import SkipJsonSchema
@@ -28,9 +29,25 @@ def decode_cursor(cursor: str) -> int:
     return int(raw)
 
 
+_schema_cache: dict[tuple[Any, ...], dict[str, Any]] = {}
+
+
 class PageQuery(BaseModel):
     # Optional query parameters are simply absent; null is not something a URL can say.
     model_config = ConfigDict(json_schema_extra=hide_null_defaults)
+
+    @classmethod
+    def model_json_schema(cls, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        """The JSON schema, generated once per class and arguments.
+
+        flask-openapi3 asks a query model for its JSON schema on every request (to find array
+        fields); generating it was ~40% of the CPU of a list request. A class's schema never
+        changes; a copy is returned because callers may edit it.
+        """
+        key = (cls, args, tuple(sorted(kwargs.items())))
+        if key not in _schema_cache:
+            _schema_cache[key] = super().model_json_schema(*args, **kwargs)
+        return copy.deepcopy(_schema_cache[key])
 
     limit: int = Field(default=20, ge=1, le=100, description="Page size")
     cursor: Cursor | SkipJsonSchema[None] = Field(
