@@ -52,6 +52,36 @@ def measure(
     return result
 
 
+def wrk_load(
+    args: argparse.Namespace, url: str, run_id: str, mode: str = "static"
+) -> tuple[Load, Warmup]:
+    """wrk with the run's settings against ``url``: the measured load and its warm-up."""
+
+    def load() -> dict[str, Any]:
+        return run_wrk(
+            url,
+            threads=args.threads,
+            connections=args.connections,
+            duration=args.duration,
+            mode=mode,
+            run_id=run_id,
+        )
+
+    def warm() -> None:
+        if args.warmup > 0:
+            # Its own run id: post_users emails must not collide with the measured run's.
+            run_wrk(
+                url,
+                threads=args.threads,
+                connections=args.connections,
+                duration=max(1, args.warmup),
+                mode=mode,
+                run_id=f"{run_id}w",
+            )
+
+    return load, warm
+
+
 def run_measurements(
     args: argparse.Namespace,
     meter: CpuMeter,
@@ -67,28 +97,7 @@ def run_measurements(
     direct = f"http://127.0.0.1:{ports['api']}"
 
     def wrk(url: str, mode: str = "static") -> tuple[Load, Warmup]:
-        def load() -> dict[str, Any]:
-            return run_wrk(
-                url,
-                threads=args.threads,
-                connections=args.connections,
-                duration=args.duration,
-                mode=mode,
-                run_id=run_id,
-            )
-
-        def warm() -> None:
-            if args.warmup > 0:
-                run_wrk(
-                    url,
-                    threads=args.threads,
-                    connections=args.connections,
-                    duration=max(1, args.warmup),
-                    mode=mode,
-                    run_id=f"{run_id}w",
-                )
-
-        return load, warm
+        return wrk_load(args, url, run_id, mode)
 
     plan = [
         ("1", "nginx static 200 (TLS)", *wrk(f"{https}/nginx-static")),

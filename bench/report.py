@@ -12,6 +12,9 @@ TARGET_API_MB = 200.0
 TARGET_NGINX_MB = 150.0
 TARGET_REBUILD_S = 15.0
 
+# Ratios to the floor baseline (bench/floor.py), in the order the report prints them.
+FLOOR_RATIOS = ("4/F4", "3/F3", "2/F2", "F3/F2")
+
 
 def fmt(value: Any, digits: int = 1) -> str:
     if value is None:
@@ -54,9 +57,23 @@ def markdown(results: dict[str, Any]) -> str:
                 " (from the scheduled time)."
             )
     r = results["ratios"]
+    lines += ["", f"Ratios: 3/2 = {fmt(r.get('3/2'), 3)}, 3/1 = {fmt(r.get('3/1'), 3)}."]
+    floor = [k for k in FLOOR_RATIOS if k in r]
+    if floor:
+        lines.append(
+            "Against the floor (F: a minimal Flask app, same image, gunicorn and nginx): "
+            + ", ".join(f"{k} = {fmt(r[k], 3)}" for k in floor)
+            + "."
+        )
+    by_key = {m["key"]: m for m in results["measurements"]}
+    if "F4" in by_key:
+        # Informational, not a target: what any Flask + gunicorn app writes here, next to the
+        # issue's target for our API.
+        lines.append(
+            f"Floor writes: F4 = {fmt(by_key['F4']['rps'])}/s ({by_key['F4']['errors_total']}"
+            f" errors) on this machine, against the target of {TARGET_WRITES:,.0f}/s for 4."
+        )
     lines += [
-        "",
-        f"Ratios: 3/2 = {fmt(r.get('3/2'), 3)}, 3/1 = {fmt(r.get('3/1'), 3)}.",
         "",
         "| target (issue 6) | value | result |",
         "|---|---|---|",
@@ -142,11 +159,12 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def ratios(measurements: list[dict[str, Any]]) -> dict[str, float | None]:
-    """Throughput of 3 (the real path) relative to its ceilings 2 (app) and 1 (proxy)."""
+    """Throughput ratios: 3 (the real path) to its ceilings 2 (app) and 1 (proxy); the floor's
+    own F3/F2; and the API's 2, 3, 4 as a share of the floor's (4/F4: its writes)."""
     by_key = {m["key"]: m for m in measurements}
     out: dict[str, float | None] = {}
-    if "3" in by_key and "2" in by_key:
-        out["3/2"] = round(by_key["3"]["rps"] / by_key["2"]["rps"], 3)
-    if "3" in by_key and "1" in by_key:
-        out["3/1"] = round(by_key["3"]["rps"] / by_key["1"]["rps"], 3)
+    for ratio in ("3/2", "3/1", *FLOOR_RATIOS):
+        top, bottom = ratio.split("/")
+        if top in by_key and bottom in by_key and by_key[bottom]["rps"]:
+            out[ratio] = round(by_key[top]["rps"] / by_key[bottom]["rps"], 3)
     return out

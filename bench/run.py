@@ -14,16 +14,20 @@ What it does, in order (everything is torn down at the end, also on failure or C
 3. Seeds a user and 25 public items.
 4. Runs the measurements of issue 6 (each after a short warm-up), reading the containers' cgroup
    CPU counters (and the host processes that carry the traffic) before and after each one.
-5. Measures image sizes, time from ``up`` to healthy, and a code-only rebuild of the API image
+5. The floor baseline (F2-F4, ``floor.py``): recreates only the api service with
+   ``bench/compose.floor.yaml`` (a minimal Flask app on the same image, gunicorn.conf.py and
+   nginx), waits until nginx routes to it, and runs 2, 3 and 4 again against it.
+6. Measures image sizes, time from ``up`` to healthy, and a code-only rebuild of the API image
    (in a copy of services/api under /tmp: no tracked file is touched).
-6. Writes ``bench/results/<UTC timestamp>.json`` and prints a markdown table with the ratios and
+7. Writes ``bench/results/<UTC timestamp>.json`` and prints a markdown table with the ratios and
    the issue's targets, as facts (pass/fail is reported, never asserted).
 
 Only 127.0.0.1 receives traffic. Every run is bounded (``--duration`` seconds per measurement).
 
 This file parses the arguments and runs the steps; the parts live next to it: ``stack.py``
 (compose, seeding), ``cpu.py`` (CPU accounting), ``loadgen.py`` (wrk, h2load, openloop.py),
-``measurements.py`` (the measurements), ``images.py`` (sizes, rebuild), ``report.py`` (table).
+``measurements.py`` (the measurements), ``floor.py`` (the floor baseline), ``images.py`` (sizes,
+rebuild), ``report.py`` (table).
 Run as a script, this directory is on ``sys.path``, so they are imported by their plain names.
 """
 
@@ -46,11 +50,15 @@ from typing import Any
 
 from common import CERTS, PROJECT, RESULTS_DIR, ROOT, BenchError, log
 from cpu import CpuMeter
+from floor import FLOOR_KEYS, run_floor
 from images import image_summary, measure_rebuild
 from loadgen import ensure_tool
 from measurements import run_measurements
 from report import markdown, ratios, targets
 from stack import compose_env, container_id, count_in_logs, down, health_timeline, seed, start
+
+# The API's measurements, in the order they run (measurements.py); the floor's are FLOOR_KEYS.
+API_KEYS = ("1", "2", "3", "3h2", "4", "5", "6")
 
 
 def parse_args() -> argparse.Namespace:
@@ -67,7 +75,12 @@ def parse_args() -> argparse.Namespace:
         "--openloop-connections", type=int, default=32, help="measurement 6: connections"
     )
     parser.add_argument(
-        "--only", default="1,2,3,3h2,4,5,6", help="measurements to run (comma-separated)"
+        "--only",
+        default=",".join([*API_KEYS, "F"]),
+        help="measurements to run, comma-separated: "
+        + ",".join(API_KEYS)
+        + " (the API), F2,F3,F4 (the floor app; F = all three). The floor runs after the API's"
+        " measurements, as it replaces the API's container. Default: all",
     )
     parser.add_argument(
         "--set",
@@ -113,6 +126,20 @@ def terminate_cleanly() -> Iterator[None]:
             signal.signal(s, h)
 
 
+def parse_only(value: str) -> set[str]:
+    """``--only`` as a set of measurement keys; ``F`` stands for F2, F3 and F4."""
+    wanted: set[str] = set()
+    for key in (k.strip() for k in value.split(",")):
+        if key == "F":
+            wanted.update(FLOOR_KEYS)
+        elif key in API_KEYS or key in FLOOR_KEYS:
+            wanted.add(key)
+        elif key:
+            known = ", ".join([*API_KEYS, *FLOOR_KEYS, "F"])
+            raise BenchError(f"--only: unknown measurement {key!r} (known: {known})")
+    return wanted
+
+
 def parse_overrides(items: list[str]) -> dict[str, str]:
     """``--set KEY=VALUE`` values as a dict (keys are environment variable names)."""
     overrides = {}
@@ -125,7 +152,7 @@ def parse_overrides(items: list[str]) -> dict[str, str]:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    wanted = {k.strip() for k in args.only.split(",") if k.strip()}
+    wanted = parse_only(args.only)
     overrides = parse_overrides(args.set)
     ports = {"https": args.https_port, "http": args.http_port, "api": args.api_port}
     if not shutil.which("docker"):
@@ -179,12 +206,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         )
         results["api_errors_logged"] = count_in_logs(env, "api", started_at, '"level": "ERROR"')
         results["images"] = image_summary()
+        # Last of the measurements: it replaces the API's container (and its logs, read above).
+        if wanted & set(FLOOR_KEYS):
+            floor, results["floor"] = run_floor(args, env, ports, run_id, wanted)
+            results["measurements"] += floor
         if not args.skip_rebuild:
             log("timing a code-only rebuild of the API image (copy under /tmp)")
             results["rebuild"] = measure_rebuild(env)
     finally:
         if args.keep:
-            log(f"--keep: stack left up (docker compose -p {PROJECT} down -v to remove)")
+            serving = " (the api service runs the floor app)" if "floor" in results else ""
+            log(f"--keep: stack left up{serving} (docker compose -p {PROJECT} down -v to remove)")
         else:
             log("tearing down")
             down(env, grace_s=10)

@@ -9,6 +9,8 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from common import BENCH_DIR, CERTS, IMAGE_TAG, PROJECT, ROOT, BenchError, log
@@ -41,11 +43,18 @@ def compose_env(overrides: dict[str, str], ports: dict[str, int]) -> dict[str, s
 
 
 def compose(
-    env: dict[str, str], *args: str, check: bool = True, capture: bool = False
+    env: dict[str, str],
+    *args: str,
+    check: bool = True,
+    capture: bool = False,
+    extra_files: Sequence[Path] = (),
 ) -> subprocess.CompletedProcess[str]:
-    """Run `docker compose` on the bench project; raise BenchError on failure when ``check``."""
+    """Run `docker compose` on the bench project; raise BenchError on failure when ``check``.
+
+    ``extra_files`` are layered after the usual two (e.g. the floor override).
+    """
     cmd = ["docker", "compose", "-p", PROJECT]
-    for f in COMPOSE_FILES:
+    for f in [*COMPOSE_FILES, *extra_files]:
         cmd += ["-f", str(f)]
     cmd += list(args)
     result = subprocess.run(cmd, env=env, cwd=ROOT, text=True, capture_output=capture)
@@ -56,7 +65,11 @@ def compose(
 
 
 def down(env: dict[str, str], grace_s: int) -> None:
-    """Remove the stack and its volume; never fails (also used for leftovers and teardown)."""
+    """Remove the stack and its volume; never fails (also used for leftovers and teardown).
+
+    Also after the floor phase: containers are found by the project's label, and
+    compose.floor.yaml adds no service, network or volume that these files would not name.
+    """
     compose(env, "down", "-v", "--remove-orphans", "-t", str(grace_s), capture=True, check=False)
 
 
