@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import ssl
 import subprocess
 import time
@@ -57,7 +59,24 @@ def compose(
     for f in [*COMPOSE_FILES, *extra_files]:
         cmd += ["-f", str(f)]
     cmd += list(args)
-    result = subprocess.run(cmd, env=env, cwd=ROOT, text=True, capture_output=capture)
+    pipe = subprocess.PIPE if capture else None
+    # Own process group: `docker` runs Compose as a child plugin process, and killing only the
+    # CLI (what subprocess.run does when the harness is interrupted) can leave an orphaned
+    # `compose up` creating containers after the teardown's `down` has run.
+    proc = subprocess.Popen(
+        cmd, env=env, cwd=ROOT, text=True, stdout=pipe, stderr=pipe, start_new_session=True
+    )
+    try:
+        stdout, stderr = proc.communicate()
+    except BaseException:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+        raise
+    result = subprocess.CompletedProcess(cmd, proc.returncode, stdout, stderr)
     if check and result.returncode != 0:
         detail = (result.stderr or "").strip()[-2000:] if capture else ""
         raise BenchError(f"`docker compose {' '.join(args)}` failed ({result.returncode}) {detail}")
