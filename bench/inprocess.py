@@ -1,0 +1,164 @@
+"""The API's own cost per request, without HTTP server, proxy or Docker: the app's share of 2-5.
+
+Calls the WSGI app (``api.create_app()``, the same middleware and hooks as in the image, with
+nginx's forwarding headers) directly, on a throwaway SQLite file, and prints what one request
+costs. Two ways to count, because this machine's CPU time per request moves by +-30% between
+runs (other tenants, frequency):
+
+- default: CPU seconds (``time.process_time``) per request, best of 5 batches;
+- ``--instructions``: instructions per request under ``valgrind --tool=callgrind``, which are
+  the same from run to run. The script runs itself twice under valgrind (``--n`` and 5x ``--n``
+  requests) and divides the difference by the extra requests, so start-up is not counted.
+  Slow (about a minute per kind); needs valgrind.
+
+    .venv/bin/python bench/inprocess.py                       # get, post, page: ms of CPU
+    .venv/bin/python bench/inprocess.py --instructions get    # instructions per GET
+
+Kinds: ``get`` (GET /api/items/<id>), ``post`` (POST /api/users, unique emails), ``page``
+(GET /api/items?limit=20 of 25 public items). The log goes to /dev/null.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import itertools
+import json
+import logging
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from typing import Any
+
+KINDS = ("get", "post", "page")
+FORWARDED = {
+    "REMOTE_ADDR": "172.18.0.3",
+    "HTTP_HOST": "localhost",
+    "HTTP_X_REAL_IP": "172.18.0.1",
+    "HTTP_X_FORWARDED_FOR": "172.18.0.1",
+    "HTTP_X_FORWARDED_PROTO": "https",
+    "HTTP_X_FORWARDED_HOST": "localhost",
+    "HTTP_X_FORWARDED_PORT": "8443",
+    "HTTP_X_REQUEST_ID": "0123456789abcdef0123456789abcdef",
+}
+
+
+def make_client() -> Callable[..., tuple[str, bytes]]:
+    """A WSGI caller for a fresh app on a fresh database (migrated like the image does)."""
+    os.environ["DATABASE_URL"] = f"sqlite:///{tempfile.mkdtemp(prefix='inprocess-')}/api.db"
+    from api import create_app
+    from api.core.config import load_settings
+    from api.migrate import upgrade
+
+    settings = load_settings()
+    upgrade(settings)
+    app = create_app(settings)
+    devnull = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the process
+    for handler in logging.getLogger("api").handlers:
+        handler.setStream(devnull)  # type: ignore[attr-defined]
+
+    def call(method: str, path: str, body: Any = None, query: str = "", **headers: str):
+        data = json.dumps(body).encode() if body is not None else b""
+        environ = {
+            "REQUEST_METHOD": method,
+            "PATH_INFO": path,
+            "QUERY_STRING": query,
+            "SERVER_NAME": "api",
+            "SERVER_PORT": "8000",
+            "SERVER_PROTOCOL": "HTTP/1.1",
+            "wsgi.url_scheme": "http",
+            "wsgi.input": io.BytesIO(data),
+            "wsgi.errors": sys.stderr,
+            "wsgi.version": (1, 0),
+            "wsgi.multithread": True,
+            "wsgi.multiprocess": True,
+            "wsgi.run_once": False,
+            "CONTENT_LENGTH": str(len(data)),
+            **FORWARDED,
+            **{f"HTTP_{k.upper()}": v for k, v in headers.items()},
+        }
+        if body is not None:
+            environ["CONTENT_TYPE"] = "application/json"
+        status: list[str] = []
+        payload = b"".join(app(environ, lambda s, _h, _e=None: status.append(s)))
+        return status[0], payload
+
+    return call
+
+
+def workload(kind: str) -> Callable[[], None]:
+    call = make_client()
+    _, body = call("POST", "/api/users", {"name": "Owner", "email": "owner@example.com"})
+    auth = {"authorization": f"Bearer {json.loads(body)['api_key']}"}
+    for i in range(25):
+        call("POST", "/api/items", {"name": f"item {i}", "is_public": True}, **auth)
+    emails = (f"user{n}@example.com" for n in itertools.count())
+
+    def one() -> None:
+        if kind == "get":
+            status, _ = call("GET", "/api/items/1")
+        elif kind == "post":
+            status, _ = call("POST", "/api/users", {"name": "Bench", "email": next(emails)})
+        else:
+            status, _ = call("GET", "/api/items", query="limit=20")
+        if not status.startswith("20"):
+            raise SystemExit(f"{kind}: unexpected {status}")
+
+    return one
+
+
+def cpu_ms(kind: str, n: int) -> float:
+    one = workload(kind)
+    for _ in range(200):  # warm caches (statement cache, schema, imports)
+        one()
+    best = float("inf")
+    for _ in range(5):
+        started = time.process_time()
+        for _ in range(n):
+            one()
+        best = min(best, (time.process_time() - started) / n)
+    return best * 1000
+
+
+def instructions(kind: str, n: int) -> int:
+    if not shutil.which("valgrind"):
+        raise SystemExit("--instructions needs valgrind (apt-get install valgrind)")
+
+    def total(requests: int) -> int:
+        cmd = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null"]
+        cmd += [sys.executable, __file__, "--run", kind, "--n", str(requests)]
+        env = {**os.environ, "PYTHONHASHSEED": "0"}
+        out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True).stderr
+        return int(re.search(r"Collected : (\d+)", out).group(1))  # type: ignore[union-attr]
+
+    return round((total(5 * n) - total(n)) / (4 * n))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("kinds", nargs="*", metavar="KIND", help=f"any of {', '.join(KINDS)}")
+    parser.add_argument("--instructions", action="store_true", help="count with callgrind")
+    parser.add_argument("--n", type=int, default=None, help="requests per batch")
+    parser.add_argument("--run", choices=KINDS, help=argparse.SUPPRESS)  # one valgrind pass
+    args = parser.parse_args()
+    if unknown := set(args.kinds) - set(KINDS):
+        parser.error(f"unknown kind(s): {', '.join(sorted(unknown))}")
+    if args.run:
+        one = workload(args.run)
+        for _ in range(args.n):
+            one()
+        return
+    for kind in args.kinds or KINDS:
+        if args.instructions:
+            print(f"{kind}: {instructions(kind, args.n or 100):,} instructions per request")
+        else:
+            print(f"{kind}: {cpu_ms(kind, args.n or 2000):.3f} ms of CPU per request")
+
+
+if __name__ == "__main__":
+    main()
