@@ -8,9 +8,10 @@ from flask import Blueprint, Response, current_app, jsonify, render_template_str
 
 from api.schemas.common import ErrorBody, ValidationErrorBody
 
-# Errors any operation can answer: 429 from the rate limit in front of the app, 500 for bugs,
-# 503 when the database is unavailable.
-_ALWAYS = (429, 500, 503)
+# Errors any operation can answer: 414 and 431 when the request line or headers are too long
+# (from nginx, or from gunicorn for what nginx passes on), 429 from the rate limit in front of
+# the app, 500 for bugs, 503 when the database is unavailable.
+_ALWAYS = (414, 429, 431, 500, 503)
 
 
 def errors(*statuses: int) -> dict[int, type[ErrorBody]]:
