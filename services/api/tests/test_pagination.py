@@ -72,3 +72,23 @@ def test_link_keeps_filters(client, make_user):
 def test_invalid_page_parameters_are_422(client, path, query, field):
     body = assert_error(client.get(f"{path}?{query}"), 422)
     assert field in body["errors"]
+
+
+@pytest.mark.parametrize(
+    ("query", "repeated"),
+    [
+        ("limit=5&limit=oops", ["limit"]),
+        ("limit=5&limit=5", ["limit"]),
+        ("cursor=MQ&limit=2&cursor=Mg&limit=3", ["cursor", "limit"]),
+    ],
+)
+def test_a_repeated_query_parameter_is_refused(client, make_user, query, repeated):
+    """Only the first value would be validated, while something in front may read another."""
+    make_user()
+    body = assert_error(client.get(f"/api/users?{query}"), 422)
+    assert body["errors"] == dict.fromkeys(repeated, "must be given only once")
+
+
+def test_parameters_the_view_does_not_declare_are_not_policed(client):
+    assert client.get("/api/users?utm=1&utm=2").status_code == 200
+    assert client.get("/api/items/1?x=1&x=2").status_code == 404

@@ -5,7 +5,7 @@ from importlib.metadata import version
 from flask_openapi3 import Info, OpenAPI
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from api import auth, errors, json_body, openapi, request_log
+from api import auth, errors, json_body, openapi, query_args, request_log
 from api.core.config import Settings, load_settings
 from api.core.db import Database, build_engine
 from api.core.logging import configure_logging
@@ -49,9 +49,10 @@ def create_app(settings: Settings | None = None) -> OpenAPI:
     )
 
     # Hook order matters: request id first (everything logs it), then auth (401 before any
-    # body error), then the JSON body checks.
+    # body error), then repeated query parameters, then the JSON body checks.
     request_log.init_request_log(app)
     auth.init_auth(app)
+    query_args.init_query_args(app)
     json_body.init_json_body(app)
     errors.register_error_handlers(app)
 
