@@ -147,7 +147,9 @@ def run_openloop(url: str, *, rate: float, duration: float, connections: int) ->
         "--cafile",
         str(CERTS / "ca.pem"),
     ]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60)
+    # An overloaded run drains for up to duration + its request timeout after the last
+    # scheduled request, so it may take about twice the duration.
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=2 * duration + 60)
     if out.returncode != 0:
         raise BenchError(f"openloop failed ({out.returncode}): {out.stderr.strip()}")
     raw = json.loads(out.stdout)
