@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
-import os
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -48,7 +47,7 @@ from sslyze.mozilla_tls_profile.tls_config_checker import (
     check_server_against_tls_configuration,
 )
 
-from tests.integration.containers import _LAUNCHERS, IMAGE_USER, Launcher, Tls
+from tests.integration.containers import _LAUNCHERS, Launcher, Tls
 
 from .support import new_session, wait_until
 
@@ -125,7 +124,6 @@ def _certificate(
 def production_like_tls() -> Iterator[Tls]:
     """Root CA -> intermediate CA -> 90-day leaf for localhost/127.0.0.1; nginx gets leaf+inter."""
     directory = Path(tempfile.mkdtemp(prefix="flask-stack-adv-tls-"))
-    directory.chmod(0o755)
     root_key, inter_key, leaf_key = (ec.generate_private_key(ec.SECP256R1()) for _ in range(3))
     root = _certificate("flask-stack adv root CA", root_key, None, ca_path_length=1, days=3650)
     inter = _certificate(
@@ -133,24 +131,14 @@ def production_like_tls() -> Iterator[Tls]:
     )
     leaf = _certificate("localhost", leaf_key, (inter, inter_key), ca_path_length=None, days=90)
     pem = serialization.Encoding.PEM
-    ca = directory / "ca.pem"
-    ca.write_bytes(root.public_bytes(pem))
-    chain = directory / "server.pem"
-    chain.write_bytes(leaf.public_bytes(pem) + inter.public_bytes(pem))
-    key = directory / "server.key"
-    key.touch(mode=0o600)
-    key.write_bytes(
-        leaf_key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    yield Tls.write(
+        directory,
+        ca_pem=root.public_bytes(pem),
+        chain_pem=leaf.public_bytes(pem) + inter.public_bytes(pem),
+        key_pem=leaf_key.private_bytes(
+            pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        ),
     )
-    for path in (ca, chain):
-        path.chmod(0o644)
-    if os.geteuid() == 0:
-        uid, gid = (int(part) for part in IMAGE_USER.split(":"))
-        os.chown(key, uid, gid)
-        user = IMAGE_USER
-    else:
-        user = f"{os.getuid()}:{os.getgid()}"
-    yield Tls(directory=directory, ca=ca, nginx_user=user)
     shutil.rmtree(directory, ignore_errors=True)
 
 

@@ -63,7 +63,6 @@ from .containers import (
     _LAUNCHERS,
     API_IMAGE,
     DEFAULT_TEST_TIMEOUT,
-    IMAGE_USER,
     LABELS,
     NGINX_IMAGE,
     REPO,
@@ -124,26 +123,14 @@ def network(docker_client: docker.DockerClient) -> Iterator[Network]:
 def tls() -> Iterator[Tls]:
     """A per-run CA and server certificate; the key readable only by nginx's uid."""
     directory = Path(tempfile.mkdtemp(prefix="flask-stack-itest-certs-"))
-    directory.chmod(0o755)  # the container user must be able to enter the bind-mounted directory
     ca = trustme.CA(key_type=trustme.KeyType.ECDSA, organization_name="flask-stack itest CA")
     leaf = ca.issue_cert("localhost", "127.0.0.1", key_type=trustme.KeyType.ECDSA)
-    ca_path = directory / "ca.pem"
-    ca.cert_pem.write_to_path(str(ca_path))
-    chain = directory / "server.pem"
-    chain.write_bytes(b"".join(blob.bytes() for blob in leaf.cert_chain_pems))
-    key = directory / "server.key"
-    key.touch(mode=0o600)
-    key.chmod(0o600)
-    leaf.private_key_pem.write_to_path(str(key))
-    for path in (ca_path, chain):
-        path.chmod(0o644)
-    if os.geteuid() == 0:
-        uid, gid = (int(part) for part in IMAGE_USER.split(":"))
-        os.chown(key, uid, gid)
-        nginx_user = IMAGE_USER
-    else:
-        nginx_user = f"{os.getuid()}:{os.getgid()}"
-    yield Tls(directory=directory, ca=ca_path, nginx_user=nginx_user)
+    yield Tls.write(
+        directory,
+        ca_pem=ca.cert_pem.bytes(),
+        chain_pem=b"".join(blob.bytes() for blob in leaf.cert_chain_pems),
+        key_pem=leaf.private_key_pem.bytes(),
+    )
     shutil.rmtree(directory, ignore_errors=True)
 
 

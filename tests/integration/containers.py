@@ -8,6 +8,7 @@ Plain classes and constants; the pytest fixtures that create them live in confte
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 import uuid
 from dataclasses import dataclass, field
@@ -264,6 +265,31 @@ class Tls:
     directory: Path
     ca: Path  # the CA certificate clients trust (requests' verify=)
     nginx_user: str
+
+    @classmethod
+    def write(cls, directory: Path, *, ca_pem: bytes, chain_pem: bytes, key_pem: bytes) -> Tls:
+        """Lay out ``ca.pem``, ``server.pem`` and ``server.key`` for the nginx container.
+
+        The key is 0600 from creation on and, when running as root, owned by the image's uid,
+        so only nginx can read it through the bind mount.
+        """
+        directory.chmod(0o755)  # the container user must be able to enter the directory
+        ca = directory / "ca.pem"
+        ca.write_bytes(ca_pem)
+        chain = directory / "server.pem"
+        chain.write_bytes(chain_pem)
+        key = directory / "server.key"
+        key.touch(mode=0o600)
+        key.write_bytes(key_pem)
+        for path in (ca, chain):
+            path.chmod(0o644)
+        if os.geteuid() == 0:
+            uid, gid = (int(part) for part in IMAGE_USER.split(":"))
+            os.chown(key, uid, gid)
+            nginx_user = IMAGE_USER
+        else:
+            nginx_user = f"{os.getuid()}:{os.getgid()}"
+        return cls(directory=directory, ca=ca, nginx_user=nginx_user)
 
 
 @dataclass
