@@ -68,10 +68,11 @@ graceful_timeout = _int("GUNICORN_GRACEFUL_TIMEOUT", 30, minimum=1)
 # Longer than nginx's upstream keepalive_timeout (its API_KEEPALIVE_TIMEOUT, 1 s), so it is always
 # nginx that closes an idle connection and never reuses one that gunicorn has just closed (a 502).
 keepalive = _int("GUNICORN_KEEPALIVE", 75, minimum=0)
-# Recycle workers now and then (bounds slow leaks); the jitter keeps them from all restarting at
-# once. Not too often: booting a worker costs about 0.9 s of CPU, which at 1,000 requests added
-# ~0.9 ms to every request and cost 25-40% of throughput (docs/performance.md).
-max_requests = _int("GUNICORN_MAX_REQUESTS", 10000, minimum=0)
+# No worker recycling by default (gunicorn's own default). A recycled worker stops taking requests
+# while it drains and its replacement boots, ~0.5 s in which the other worker carries all the
+# load: under load that showed as a latency spike every time (docs/performance.md), and the app
+# does not grow (worker RSS flat over the benchmark's requests). Set it if your code leaks.
+max_requests = _int("GUNICORN_MAX_REQUESTS", 0, minimum=0)
 max_requests_jitter = _int("GUNICORN_MAX_REQUESTS_JITTER", 1000, minimum=0)
 # Only nginx on the internal network can reach this port; the app applies ProxyFix itself.
 forwarded_allow_ips = _env("FORWARDED_ALLOW_IPS", "*")
