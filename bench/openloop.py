@@ -135,6 +135,8 @@ class OpenLoop:
         self.tokens = self.socket_errors = 0
         self.latency: list[float] = []  # scheduled -> done, seconds
         self.service: list[float] = []  # sent -> done, seconds
+        self.by_second: collections.defaultdict[int, list[float]] = collections.defaultdict(list)
+        self.t0 = 0.0  # the schedule's start
         self.status: dict[int, int] = {}
 
     def set_mask(self, c: Conn, mask: int) -> None:
@@ -264,6 +266,7 @@ class OpenLoop:
         status, closes, end = parsed
         del c.buf[:end]
         self.latency.append(done - c.scheduled)
+        self.by_second[int(c.scheduled - self.t0)].append(done - c.scheduled)
         self.service.append(done - c.sent)
         self.status[status] = self.status.get(status, 0) + 1
         c.busy = False
@@ -300,7 +303,7 @@ class OpenLoop:
         queue: collections.deque[float] = collections.deque()  # due, not on a connection yet
         deadlines, idle = self.deadlines, self.idle
         max_lag, i, stop = 0.0, 0, float("inf")
-        t0 = clock() + 0.05
+        t0 = self.t0 = clock() + 0.05
         while True:
             now = clock()
             while i < total and t0 + i * interval <= now:
@@ -362,6 +365,10 @@ class OpenLoop:
                 "max": ms(svc[-1] if svc else None),
             },
             "scheduler_max_lag_ms": ms(max_lag),
+            # Is the tail one stall (a worker restart, another tenant) or queueing throughout?
+            "p99_by_second_ms": [
+                ms(percentile(sorted(self.by_second[s]), 99)) for s in sorted(self.by_second)
+            ],
         }
 
 

@@ -56,6 +56,16 @@ def markdown(results: dict[str, Any]) -> str:
                 f"{fmt(m['p90_ms'], 2)} / p99 {fmt(m['p99_ms'], 2)} / max {fmt(m['max_ms'], 2)} ms"
                 " (from the scheduled time)."
             )
+            by_second = m["raw"].get("p99_by_second_ms") or []
+            if by_second:
+                # One bad second (a stall) reads differently from a tail spread over all of them.
+                lines.append(
+                    "p99 of each second of the schedule, ms: "
+                    + ", ".join(fmt(v, 1) for v in by_second)
+                    + f"; service time (sent to answered) p99 "
+                    f"{fmt(m['raw']['service_time_ms']['p99'], 1)} ms; the generator's own"
+                    f" scheduling lag at most {fmt(m['raw'].get('scheduler_max_lag_ms'), 1)} ms."
+                )
     r = results["ratios"]
     lines += ["", f"Ratios: 3/2 = {fmt(r.get('3/2'), 3)}, 3/1 = {fmt(r.get('3/1'), 3)}."]
     floor = [k for k in FLOOR_RATIOS if k in r]
