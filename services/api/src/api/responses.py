@@ -30,8 +30,10 @@ def paginated_response(
     has_more = len(rows) > query.limit
     rows = rows[: query.limit]
     next_cursor = encode_cursor(rows[-1].id) if has_more else None
-    page = Page[item_model](  # type: ignore[valid-type]
-        items=[item_model.model_validate(row) for row in rows], next_cursor=next_cursor
+    # One validation call for the whole page: pydantic-core reads the rows' attributes itself
+    # instead of being called once per row from Python.
+    page = Page[item_model].model_validate(  # type: ignore[valid-type]
+        {"items": rows, "next_cursor": next_cursor}, from_attributes=True
     )
     headers = {}
     if next_cursor is not None:
