@@ -2,7 +2,7 @@
 
 import base64
 import binascii
-import copy
+import pickle
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
@@ -29,7 +29,7 @@ def decode_cursor(cursor: str) -> int:
     return int(raw)
 
 
-_schema_cache: dict[tuple[Any, ...], dict[str, Any]] = {}
+_schema_cache: dict[tuple[Any, ...], bytes] = {}
 
 
 class PageQuery(BaseModel):
@@ -42,12 +42,13 @@ class PageQuery(BaseModel):
 
         flask-openapi3 asks a query model for its JSON schema on every request (to find array
         fields); generating it was ~40% of the CPU of a list request. A class's schema never
-        changes; a copy is returned because callers may edit it.
+        changes; a fresh copy is returned because callers may edit it. Kept pickled: unpickling
+        (one C call) copies it ~10x faster than ``copy.deepcopy``, which was ~10% of a page.
         """
         key = (cls, args, tuple(sorted(kwargs.items())))
         if key not in _schema_cache:
-            _schema_cache[key] = super().model_json_schema(*args, **kwargs)
-        return copy.deepcopy(_schema_cache[key])
+            _schema_cache[key] = pickle.dumps(super().model_json_schema(*args, **kwargs))
+        return pickle.loads(_schema_cache[key])  # our own bytes, never outside input
 
     limit: int = Field(default=20, ge=1, le=100, description="Page size")
     cursor: Cursor | SkipJsonSchema[None] = Field(
