@@ -136,7 +136,7 @@ class OpenLoop:
         self.latency: list[float] = []  # scheduled -> done, seconds
         self.service: list[float] = []  # sent -> done, seconds
         self.by_second: collections.defaultdict[int, list[float]] = collections.defaultdict(list)
-        self.t0 = 0.0  # the schedule's start
+        self.t0 = self.started_at = 0.0  # the schedule's start: monotonic, wall clock
         self.status: dict[int, int] = {}
 
     def set_mask(self, c: Conn, mask: int) -> None:
@@ -304,6 +304,7 @@ class OpenLoop:
         deadlines, idle = self.deadlines, self.idle
         max_lag, i, stop = 0.0, 0, float("inf")
         t0 = self.t0 = clock() + 0.05
+        self.started_at = time.time() + (t0 - clock())  # wall clock, to line up with logs
         while True:
             now = clock()
             while i < total and t0 + i * interval <= now:
@@ -365,6 +366,7 @@ class OpenLoop:
                 "max": ms(svc[-1] if svc else None),
             },
             "scheduler_max_lag_ms": ms(max_lag),
+            "started_at": round(self.started_at, 3),
             # Is the tail one stall (a worker restart, another tenant) or queueing throughout?
             "p99_by_second_ms": [
                 ms(percentile(sorted(self.by_second[s]), 99)) for s in sorted(self.by_second)
