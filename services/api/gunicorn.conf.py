@@ -69,8 +69,8 @@ graceful_timeout = _int("GUNICORN_GRACEFUL_TIMEOUT", 30, minimum=1)
 # nginx that closes an idle connection and never reuses one that gunicorn has just closed (a 502).
 keepalive = _int("GUNICORN_KEEPALIVE", 75, minimum=0)
 # No worker recycling by default (gunicorn's own default). A recycled worker stops taking requests
-# while it drains and its replacement boots, ~0.5 s in which the other worker carries all the
-# load: under load that showed as a latency spike every time (docs/performance.md), and the app
+# while it drains and its replacement boots, 0.4-0.9 s in which the other worker carries all
+# the load: under load it showed as a latency spike at the restart (docs/performance.md); the app
 # does not grow (worker RSS flat over the benchmark's requests). Set it if your code leaks.
 max_requests = _int("GUNICORN_MAX_REQUESTS", 0, minimum=0)
 max_requests_jitter = _int("GUNICORN_MAX_REQUESTS_JITTER", 1000, minimum=0)

@@ -43,7 +43,7 @@ class PageQuery(BaseModel):
         flask-openapi3 asks a query model for its JSON schema on every request (to find array
         fields); generating it was ~40% of the CPU of a list request. A class's schema never
         changes; a fresh copy is returned because callers may edit it. Kept pickled: unpickling
-        (one C call) copies it ~10x faster than ``copy.deepcopy``, which was ~10% of a page.
+        (one C call) copies it in 5 µs, ``copy.deepcopy`` took 26 µs.
         """
         key = (cls, args, tuple(sorted(kwargs.items())))
         if key not in _schema_cache:
