@@ -22,7 +22,7 @@ def create_app(settings: Settings | None = None) -> OpenAPI:
     Raises ``SettingsError`` (with an operator-friendly message) on a bad environment.
     """
     settings = settings or load_settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_flush_interval)
 
     app = OpenAPI(
         __name__,

@@ -34,6 +34,9 @@ class Settings(BaseSettings):
     proxy_fix_x_host: int = Field(default=1, ge=0, le=10)
     proxy_fix_x_port: int = Field(default=1, ge=0, le=10)
     log_level: LogLevel = "INFO"
+    # Seconds between batched writes of INFO log lines (0 = each line at once; WARNING and above
+    # are always written at once). The image sets 1 (docs/performance.md).
+    log_flush_interval: float = Field(default=0.0, ge=0, le=60)
     max_content_length: int = Field(default=1024 * 1024, ge=1)
 
     @field_validator("log_level", mode="before")
