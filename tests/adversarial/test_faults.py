@@ -182,8 +182,14 @@ def victim(launcher) -> Iterator:
 
 
 def test_kill_9_of_a_worker_fails_only_requests_in_flight(victim, figures):
-    master, workers = workers_of(victim.api)
-    assert len(workers) == WORKERS, workers
+    def all_booted() -> tuple[int, set[int]] | None:
+        # The stack answers once one worker is up; the master forks the others one by one.
+        found = workers_of(victim.api)
+        return found if len(found[1]) == WORKERS else None
+
+    master, workers = wait_until(
+        all_booted, 30, interval=0.2, what=f"gunicorn's {WORKERS} workers to boot"
+    )
     target = min(workers)
     with WriteLoad(victim) as load:
         wait_until(lambda: load.created_since(0) >= 30, 30, what="load to flow")
