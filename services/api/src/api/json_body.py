@@ -12,14 +12,13 @@ the first: two components would act on different values from one request.
 """
 
 import json
-from collections.abc import Callable
-from functools import cache
-from typing import Any, NoReturn, get_type_hints
+from typing import Any, NoReturn
 
-from flask import Flask, Request, current_app, request
+from flask import Flask, Request, request
 from flask.json.provider import DefaultJSONProvider
-from pydantic import BaseModel
 from werkzeug.exceptions import BadRequest, UnsupportedMediaType
+
+from api.view_models import current_view_model
 
 INVALID_JSON = "Request body is not valid JSON."
 
@@ -65,18 +64,8 @@ class ApiRequest(Request):
         raise BadRequest(INVALID_JSON)
 
 
-@cache  # views are fixed once the app is built; resolving type hints per request is waste
-def _body_model(view: Callable[..., Any]) -> type[BaseModel] | None:
-    # Only flask-openapi3 views take a `body`; other views (static files, docs) may carry
-    # annotations that do not resolve at runtime, so they are not evaluated at all.
-    if "body" not in getattr(view, "__annotations__", {}):
-        return None
-    return get_type_hints(view)["body"]
-
-
 def _check_json_body() -> None:
-    view = current_app.view_functions.get(request.endpoint) if request.endpoint else None
-    model = _body_model(view) if view is not None else None
+    model = current_view_model("body")
     if model is None:
         return
     raw = request.get_data(cache=True)  # raises 413 past MAX_CONTENT_LENGTH

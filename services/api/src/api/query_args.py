@@ -6,30 +6,25 @@ act on another value: the same ambiguity the strict body parser refuses for repe
 (json_body.py). No parameter of this API is a list, so a repeated one is a 422 that names it.
 """
 
-from collections.abc import Callable
 from functools import cache
-from typing import Any, get_type_hints
 
-from flask import Flask, Response, current_app, request
+from flask import Flask, Response, request
 from pydantic import BaseModel
 
 from api.errors import error_response
+from api.view_models import current_view_model
 
 
-@cache  # views are fixed once the app is built
-def _declared(view: Callable[..., Any]) -> frozenset[str]:
-    """The query parameter names of a flask-openapi3 view (empty if it takes no query)."""
-    if "query" not in getattr(view, "__annotations__", {}):
-        return frozenset()
-    model: type[BaseModel] = get_type_hints(view)["query"]
+@cache  # one set per model class
+def _names(model: type[BaseModel]) -> frozenset[str]:
     return frozenset(field.alias or name for name, field in model.model_fields.items())
 
 
 def _reject_repeated() -> Response | None:
-    if not request.args or request.endpoint is None:
+    if not request.args:
         return None
-    view = current_app.view_functions.get(request.endpoint)
-    declared = _declared(view) if view is not None else frozenset()
+    model = current_view_model("query")
+    declared = _names(model) if model is not None else frozenset()
     repeated = sorted(k for k, values in request.args.lists() if len(values) > 1 and k in declared)
     if not repeated:
         return None
