@@ -1,6 +1,7 @@
 #!/bin/sh
-# Container start: migrate once, then hand PID 1 to gunicorn so it receives the signals.
-# Running migrations here (not in the workers) means they never race each other.
+# Container start: migrate once (unless MIGRATE_ON_START=false, for deployments that run the
+# migration as a job), then hand PID 1 to gunicorn so it receives the signals. Never in the
+# workers; and concurrent runs from several containers queue on a lock (api/migrate.py).
 set -eu
 
 if [ "$#" -gt 0 ]; then
@@ -8,5 +9,5 @@ if [ "$#" -gt 0 ]; then
     exec "$@"
 fi
 
-python -m api.migrate
+python -m api.migrate --on-start
 exec gunicorn -c /app/gunicorn.conf.py api.wsgi:app

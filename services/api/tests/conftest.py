@@ -3,12 +3,18 @@
 - ``settings``: app settings pointing at a fresh, migrated SQLite file in the test's tmp dir.
 - ``app`` / ``client``: an app built from those settings, and its Flask test client.
 - ``make_user``: create a user through the API; returns a ``User`` with its key and auth headers.
+- ``postgres_cluster`` / ``postgres_url``: a throwaway PostgreSQL cluster for the session, and an
+  empty database in it for each test (``API_TEST_POSTGRES_URL`` names your own server instead).
+  Without either it fails and says what to install: a database the API claims to support is
+  never silently left untested.
 
 Migrations run once per session into a template file, which each test copies: real Alembic
 migrations, without paying for them in every test.
 """
 
+import os
 import shutil
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +24,10 @@ import pytest
 from api_helpers import sqlite_url
 from flask import Flask
 from flask.testing import FlaskClient
+from pg_cluster import Cluster, postgres_bindir
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.pool import NullPool
 
 from api import create_app
 from api.core.config import Settings, load_settings
@@ -83,3 +93,39 @@ def make_user(client: FlaskClient) -> Callable[..., User]:
         return User(body["id"], body["name"], body["email"], body["api_key"], body)
 
     return make
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster() -> Iterator[Cluster | None]:
+    """A cluster of our own, or None when API_TEST_POSTGRES_URL names a server to use."""
+    if os.environ.get("API_TEST_POSTGRES_URL"):
+        yield None
+        return
+    bindir = postgres_bindir()
+    if bindir is None:
+        pytest.fail(
+            "PostgreSQL is needed for this test: install the server (Debian/Ubuntu: "
+            "apt-get install postgresql; macOS: brew install postgresql) or set "
+            "API_TEST_POSTGRES_URL to a server on which the tests may create databases."
+        )
+    cluster = Cluster(bindir)
+    cluster.start()
+    yield cluster
+    cluster.remove()
+
+
+@pytest.fixture
+def postgres_url(postgres_cluster: Cluster | None) -> Iterator[str]:
+    """The URL of a new, empty database, dropped after the test."""
+    server = os.environ.get("API_TEST_POSTGRES_URL") or (
+        postgres_cluster and postgres_cluster.url()
+    )
+    assert server
+    name = f"apitest_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(server, isolation_level="AUTOCOMMIT", poolclass=NullPool)
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    yield make_url(server).set(database=name).render_as_string(hide_password=False)
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+    admin.dispose()

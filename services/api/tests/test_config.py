@@ -99,3 +99,23 @@ def test_gunicorn_fails_fast_on_bad_gunicorn_settings(name, value):
     assert result.returncode != 0
     assert "Traceback" not in result.stderr
     assert result.stderr.strip().startswith(f"Invalid gunicorn configuration: {name}")
+
+
+def test_the_database_password_comes_from_a_file(tmp_path):
+    secret = tmp_path / "db_password"
+    secret.write_text("p@ss:/w%rd\n")  # characters a URL would need quoted; the newline goes
+    settings = load_settings(
+        database_url="postgresql+psycopg://api@db:5432/api", database_password_file=str(secret)
+    )
+    assert settings.engine_url.password == "p@ss:/w%rd"
+    assert settings.engine_url.host == "db"
+    assert "p@ss" not in settings.database_url
+
+
+@pytest.mark.parametrize(("content", "message"), [(None, "cannot be read"), ("\n", "is empty")])
+def test_a_bad_password_file_stops_the_start(tmp_path, content, message):
+    secret = tmp_path / "db_password"
+    if content is not None:
+        secret.write_text(content)
+    with pytest.raises(SettingsError, match=f"DATABASE_PASSWORD_FILE {message}"):
+        load_settings(database_password_file=str(secret))

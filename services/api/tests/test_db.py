@@ -13,9 +13,13 @@ from api.core.db import Database, build_engine
 from api.migrate import upgrade
 
 
+def _settings(db_path):
+    return load_settings(database_url=sqlite_url(db_path))
+
+
 @pytest.fixture
 def db(db_path):
-    database = Database(build_engine(sqlite_url(db_path), sqlite_busy_timeout_ms=200))
+    database = Database(build_engine(_settings(db_path), sqlite_busy_timeout_ms=200))
     yield database
     database.engine.dispose()
 
@@ -45,7 +49,7 @@ def test_readers_are_not_blocked_by_a_writer(db):
 
 
 def test_queued_writer_proceeds_when_the_lock_is_released(db_path):
-    database = Database(build_engine(sqlite_url(db_path), sqlite_busy_timeout_ms=5000))
+    database = Database(build_engine(_settings(db_path), sqlite_busy_timeout_ms=5000))
     first_has_lock = threading.Event()
 
     def hold_lock():
@@ -83,14 +87,16 @@ def test_migrations_are_idempotent(tmp_path):
     settings = load_settings(database_url=sqlite_url(tmp_path / "var" / "fresh.sqlite3"))
     upgrade(settings)
     upgrade(settings)
-    engine = build_engine(settings.database_url)
+    engine = build_engine(settings)
     tables = set(inspect(engine).get_table_names())
     assert {"users", "items", "alembic_version"} <= tables
     engine.dispose()
 
 
 def test_postgresql_engine_builds_without_connecting():
-    engine = build_engine("postgresql+psycopg://api:secret@db.invalid:5432/api")
+    engine = build_engine(
+        load_settings(database_url="postgresql+psycopg://api:secret@db.invalid:5432/api")
+    )
     assert engine.dialect.name == "postgresql"
     assert engine.dialect.driver == "psycopg"
     engine.dispose()

@@ -5,7 +5,7 @@ from importlib.metadata import version
 from flask_openapi3 import Info, OpenAPI
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from api import auth, errors, json_body, openapi, query_args, request_log
+from api import auth, errors, idempotency, json_body, openapi, query_args, request_log
 from api.core.config import Settings, load_settings
 from api.core.db import Database, build_engine
 from api.core.logging import configure_logging
@@ -37,9 +37,7 @@ def create_app(settings: Settings | None = None) -> OpenAPI:
         static_folder=None,
     )
     app.config["MAX_CONTENT_LENGTH"] = settings.max_content_length
-    app.extensions["api.db"] = Database(
-        build_engine(settings.database_url, sqlite_busy_timeout_ms=settings.sqlite_busy_timeout_ms)
-    )
+    app.extensions["api.db"] = Database(build_engine(settings))
     app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
         app.wsgi_app,
         x_for=settings.proxy_fix_x_for,
@@ -48,16 +46,21 @@ def create_app(settings: Settings | None = None) -> OpenAPI:
         x_port=settings.proxy_fix_x_port,
     )
 
-    # Hook order matters: request id first (everything logs it), then auth (401 before any
-    # body error), then repeated query parameters, then the JSON body checks.
+    # Hook order matters: request id first (everything logs it), then the replay of a retried
+    # POST by the API key it was sent with (which it may itself have revoked), then auth (401
+    # before any body error), then repeated query parameters, then the JSON body checks, and
+    # last the Idempotency-Key claim, which needs the user and the parsed body.
     request_log.init_request_log(app)
+    idempotency.init_replay_for_credential(app)
     auth.init_auth(app)
     query_args.init_query_args(app)
     json_body.init_json_body(app)
+    idempotency.init_idempotency(app, settings)
     errors.register_error_handlers(app)
 
     app.register_blueprint(health.bp)
     app.register_blueprint(openapi.docs, url_prefix="/api")
     app.register_api(users.bp)
     app.register_api(items.bp)
+    openapi.document_idempotency(app.api_doc)
     return app

@@ -44,6 +44,19 @@ def view_auth_policy(endpoint: str | None) -> Policy | None:
     return getattr(view, "auth_policy", None)
 
 
+def _bearer_key(header: str) -> str | None:
+    scheme, _, api_key = header.partition(" ")
+    api_key = api_key.strip()
+    return api_key if scheme.lower() == "bearer" and api_key else None
+
+
+def presented_key_hash() -> str | None:
+    """The digest of the bearer key the request carries, valid or not (None: none or malformed)."""
+    header = request.headers.get("Authorization")
+    api_key = _bearer_key(header) if header is not None else None
+    return hash_api_key(api_key) if api_key else None
+
+
 def _authenticate() -> None:
     policy = view_auth_policy(request.endpoint)
     if policy is None:
@@ -55,9 +68,8 @@ def _authenticate() -> None:
         g.user = None
         return
     # A header that is present but wrong is always an error, never a silent anonymous request.
-    scheme, _, api_key = header.partition(" ")
-    api_key = api_key.strip()
-    if scheme.lower() != "bearer" or not api_key:
+    api_key = _bearer_key(header)
+    if api_key is None:
         raise Unauthorized("Malformed Authorization header: expected 'Bearer <api_key>'.")
     key_hash = hash_api_key(api_key)
     with get_db().read() as conn:

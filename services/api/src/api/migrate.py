@@ -1,18 +1,30 @@
 """Apply database migrations: ``python -m api.migrate``.
 
-Run once before the server starts its workers (the container entrypoint does), never from the
-workers themselves: several processes migrating one database at once would race. Idempotent:
-an up-to-date database is left as it is.
+Run before the server starts its workers (the container entrypoint does, unless
+``MIGRATE_ON_START=false``), or once per deploy as a job; never from the workers themselves.
+
+Safe to run from several containers at once: the whole upgrade runs in one transaction that first
+takes a lock (a PostgreSQL advisory lock, or SQLite's write lock), so concurrent runs queue, the
+first applies each revision and the others find the database up to date. Idempotent: an
+up-to-date database is left as it is.
 """
 
+import argparse
+import logging
 import sys
 
 from alembic import command
 from alembic.config import Config
+from sqlalchemy import Connection, text
 
 from api.core.config import Settings, SettingsError, load_settings
-from api.core.db import build_engine
+from api.core.db import SQLITE_BEGIN, build_engine
 from api.core.logging import configure_logging
+
+# Any fixed 64-bit number, the same in every version of the app: it names "the migration lock".
+ADVISORY_LOCK_ID = 0x666C61736B5F6D67  # b"flask_mg"
+# A run that waits behind another one waits this long on SQLite (its lock has no queue).
+SQLITE_LOCK_WAIT_MS = 120_000
 
 
 def alembic_config() -> Config:
@@ -22,26 +34,54 @@ def alembic_config() -> Config:
     return config
 
 
+def _lock(conn: Connection) -> None:
+    """Take the migration lock inside the transaction ``conn`` has open; released at its end."""
+    if conn.dialect.name == "postgresql":
+        # No statement timeout here: waiting for a long migration of another run is expected,
+        # and a migration itself may take longer than a request may.
+        conn.execute(text("SET LOCAL statement_timeout = 0"))
+        conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": ADVISORY_LOCK_ID})
+    # SQLite: the transaction began with BEGIN EXCLUSIVE (see upgrade), which is the lock.
+
+
 def upgrade(settings: Settings, revision: str = "head") -> None:
-    """Bring the database named in ``settings`` to ``revision``."""
-    engine = build_engine(
-        settings.database_url, sqlite_busy_timeout_ms=settings.sqlite_busy_timeout_ms
-    )
+    """Bring the database named in ``settings`` to ``revision``, holding the migration lock."""
+    engine = build_engine(settings, sqlite_busy_timeout_ms=SQLITE_LOCK_WAIT_MS)
     try:
-        with engine.connect() as conn:
+        # Without an explicit BEGIN the SQLite engine runs each statement on its own (core/db.py):
+        # a second run could read the old revision while the first is half-way.
+        conn = engine.connect().execution_options(**{SQLITE_BEGIN: "EXCLUSIVE"})
+        with conn, conn.begin():
+            _lock(conn)
             config = alembic_config()
+            # Alembic joins this transaction instead of opening its own (env.py).
             config.attributes["connection"] = conn
             command.upgrade(config, revision)
     finally:
         engine.dispose()
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m api.migrate", description=__doc__)
+    parser.add_argument(
+        "--on-start",
+        action="store_true",
+        help="run only if MIGRATE_ON_START is true (the container entrypoint's call)",
+    )
+    args = parser.parse_args(argv)
     try:
         settings = load_settings()
     except SettingsError as exc:
         sys.exit(str(exc))
     logger = configure_logging(settings.log_level).getChild("migrate")
+    if args.on_start and not settings.migrate_on_start:
+        logger.info("MIGRATE_ON_START is false: not migrating (run python -m api.migrate)")
+        return
+    # Alembic names each revision it applies ("Running upgrade 0001 -> 0002"): log those too.
+    alembic_logger = logging.getLogger("alembic")
+    alembic_logger.handlers[:] = logger.parent.handlers if logger.parent else []
+    alembic_logger.setLevel(logging.INFO)
+    alembic_logger.propagate = False
     upgrade(settings)
     logger.info("database is at the latest revision")
 

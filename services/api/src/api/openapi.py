@@ -26,6 +26,45 @@ def errors(*statuses: int) -> dict[int, type[ErrorBody]]:
 
 BODY_ERRORS = (400, 413, 415)
 
+# api/idempotency.py applies to every POST; this is how the document says so.
+_IDEMPOTENCY_KEY = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "description": (
+        "Makes a retry safe: the first request with a key runs, and a retry with the same key and "
+        "the same request gets its answer (marked Idempotent-Replayed) for 24 hours; 2xx and 4xx "
+        "answers are kept, 5xx are not. The same key with another request is a 422, a retry "
+        "while the first still runs a 409. Keys belong to the authenticated user (to nobody on "
+        "sign-up); use a fresh UUID per operation."
+    ),
+    "schema": {
+        "type": "string",
+        "minLength": 16,
+        "maxLength": 255,
+        "pattern": r"^[ -!#-+\--\[\]-~]+$",
+    },
+}
+_REPLAYED = {
+    "Idempotent-Replayed": {
+        "description": "`true` when this is the stored answer to an earlier request with the key.",
+        "schema": {"type": "string", "enum": ["true"]},
+    }
+}
+
+
+def document_idempotency(doc: dict[str, Any]) -> None:
+    """Add the Idempotency-Key header and the replay marker to every POST of ``doc``."""
+    for path_item in doc["paths"].values():
+        operation = path_item.get("post")
+        if operation is None:
+            continue
+        operation.setdefault("parameters", []).append(_IDEMPOTENCY_KEY)
+        for status, response in operation["responses"].items():
+            if status.startswith(("2", "4")):
+                response.setdefault("headers", {}).update(_REPLAYED)
+
+
 _SWAGGER_STATIC = Path(flask_openapi3_swagger.__file__).parent / "templates" / "swagger"
 
 # Swagger UI from the flask-openapi3-swagger wheel: no CDN, works without internet.

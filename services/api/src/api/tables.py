@@ -72,3 +72,26 @@ items = sa.Table(
     sa.Column("updated_at", UTCDateTime(), nullable=False),
     sqlite_autoincrement=True,
 )
+
+# Machinery rather than domain: the answers of POSTs sent with an Idempotency-Key
+# (api/idempotency.py). Neither the key nor the answer is stored in clear.
+idempotency_keys = sa.Table(
+    "idempotency_keys",
+    metadata,
+    # SHA-256 of the client's key, then whose key it is: the user's id, or 0 for an anonymous
+    # POST (sign-up), where the key alone is the scope.
+    sa.Column("key_hash", sa.String(64), primary_key=True),
+    sa.Column("user_id", Id, primary_key=True, autoincrement=False),
+    # SHA-256 of method, path and canonical JSON body: the same key with another request is a 422.
+    sa.Column("request_hash", sa.String(64), nullable=False),
+    # The digest of the API key the request was sent with, so a retry with a key that the request
+    # itself revoked (a rotation) can still be answered.
+    sa.Column("credential_hash", sa.String(64), nullable=True),
+    # While the first request runs: who holds the claim and until when (NULL once answered).
+    sa.Column("claim_token", sa.String(32), nullable=True),
+    sa.Column("lease_until", UTCDateTime(), nullable=True),
+    # The answer (status, headers, body), encrypted with a key derived from the client's key.
+    sa.Column("response", sa.LargeBinary(), nullable=True),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("expires_at", UTCDateTime(), nullable=False, index=True),
+)

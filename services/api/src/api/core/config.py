@@ -1,10 +1,11 @@
 """Settings, read once from the environment (see ``.env.example`` for every variable)."""
 
-from typing import Literal
+from pathlib import Path
+from typing import Literal, Self
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, PrivateAttr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
@@ -27,7 +28,26 @@ class Settings(BaseSettings):
     )
 
     database_url: str = "sqlite:///var/api.sqlite3"
+    # A file holding the database password (a Docker secret), so that no secret has to be an
+    # environment variable; it fills in the password of DATABASE_URL.
+    database_password_file: Path | None = None
     sqlite_busy_timeout_ms: int = Field(default=5000, ge=0, le=600_000)
+    # PostgreSQL connections per worker process: one per gunicorn thread is enough (a request
+    # holds one at a time); the database's max_connections is sized from this (postgres/).
+    database_pool_size: int = Field(default=5, ge=1, le=100)
+    database_pool_max_overflow: int = Field(default=0, ge=0, le=100)
+    # Seconds a request waits for a free pooled connection before a 503.
+    database_pool_timeout: float = Field(default=5, gt=0, le=60)
+    database_connect_timeout: int = Field(default=5, ge=1, le=60)
+    # Below gunicorn's worker timeout (30 s), so a stuck query is a 503 rather than a killed worker.
+    database_statement_timeout_ms: int = Field(default=15_000, ge=0, le=3_600_000)
+    # Run `python -m api.migrate` when the container starts (one host). A deployment with several
+    # replicas turns it off and runs the migration once per deploy, as a job.
+    migrate_on_start: bool = True
+    # Idempotency-Key records: kept this long, and an in-flight claim is honoured this long
+    # (no longer than gunicorn's timeout, after which the worker that held it is dead).
+    idempotency_ttl_seconds: int = Field(default=86_400, ge=60, le=30 * 86_400)
+    idempotency_lease_seconds: int = Field(default=30, ge=1, le=600)
     # Number of trusted proxies in front of the app for each X-Forwarded-* header (0 = ignore it).
     proxy_fix_x_for: int = Field(default=1, ge=0, le=10)
     proxy_fix_x_proto: int = Field(default=1, ge=0, le=10)
@@ -56,6 +76,29 @@ class Settings(BaseSettings):
             raise ValueError(f"unsupported driver {url.drivername!r}; use one of {supported}")
         return value
 
+    _engine_url: URL = PrivateAttr()
+
+    @model_validator(mode="after")
+    def _read_password_file(self) -> Self:
+        url = make_url(self.database_url)
+        if self.database_password_file is not None:
+            try:
+                password = self.database_password_file.read_text().rstrip("\r\n")
+            except OSError as exc:
+                raise ValueError(
+                    f"DATABASE_PASSWORD_FILE cannot be read ({exc.strerror})"
+                ) from None
+            if not password:
+                raise ValueError("DATABASE_PASSWORD_FILE is empty")
+            url = url.set(password=password)
+        self._engine_url = url
+        return self
+
+    @property
+    def engine_url(self) -> URL:
+        """DATABASE_URL with the password from DATABASE_PASSWORD_FILE, if one is given."""
+        return self._engine_url
+
 
 def load_settings(**overrides: object) -> Settings:
     """Build settings from the environment (plus explicit overrides) or raise ``SettingsError``.
@@ -66,9 +109,12 @@ def load_settings(**overrides: object) -> Settings:
     try:
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
+        # The offending value is left out on purpose: DATABASE_URL may carry a password. Checks
+        # across fields (the password file) have no location; their message names the variable.
         problems = "; ".join(
-            # The offending value is left out on purpose: DATABASE_URL may carry a password.
             f"{'.'.join(str(part) for part in err['loc']).upper()}: {err['msg']}"
+            if err["loc"]
+            else err["msg"].removeprefix("Value error, ")
             for err in exc.errors()
         )
         raise SettingsError(

@@ -26,7 +26,7 @@ if connection is not None:
 else:
     # Plain `alembic` CLI use (e.g. `alembic revision --autogenerate`): settings from the env.
     settings = load_settings()
-    engine = build_engine(settings.database_url)
+    engine = build_engine(settings)
     with engine.connect() as conn:
         _run(conn)
     engine.dispose()

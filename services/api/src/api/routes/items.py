@@ -40,7 +40,7 @@ def _owned(item: Row[Any] | None) -> Row[Any]:
     return item
 
 
-@bp.post("", responses={201: Item, **errors(*BODY_ERRORS, 401)}, security=SECURITY_REQUIRED)
+@bp.post("", responses={201: Item, **errors(*BODY_ERRORS, 401, 409)}, security=SECURITY_REQUIRED)
 @auth_required
 def create_item(body: ItemCreate) -> Response:
     """Create an item owned by the caller."""

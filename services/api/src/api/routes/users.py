@@ -97,7 +97,9 @@ def delete_me() -> Response:
     return no_content()
 
 
-@bp.post("/me/api-key", responses={200: ApiKey, **errors(401)}, security=SECURITY_REQUIRED)
+@bp.post(
+    "/me/api-key", responses={200: ApiKey, **errors(400, 401, 409)}, security=SECURITY_REQUIRED
+)
 @auth_required
 def rotate_api_key() -> Response:
     """Issue a new API key; the old one stops working immediately."""
