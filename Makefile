@@ -13,7 +13,19 @@ BIN := $(VENV)/bin
 # The project version lives in one place, the API package.
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' services/api/pyproject.toml)
 GIT_REV := $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
+
+# sqlite (the default) or postgres: `DATABASE=postgres make up`, or a DATABASE= line in .env.
+# PostgreSQL adds compose.postgres.yaml (the db service) to every compose command.
+DATABASE ?= $(or $(shell sed -n 's/^DATABASE=//p' .env 2>/dev/null | tail -n 1),sqlite)
+IMAGES := flask-stack-api flask-stack-nginx
+ifeq ($(DATABASE),sqlite)
 COMPOSE := docker compose
+else ifeq ($(DATABASE),postgres)
+COMPOSE := docker compose -f compose.yaml -f compose.postgres.yaml
+IMAGES += flask-stack-postgres
+else
+$(error DATABASE must be sqlite or postgres, not '$(DATABASE)')
+endif
 
 # nginx must read certs/server.key (mode 0600) through a bind mount: as root, certs.py hands the
 # key to the image's uid 10001; as anyone else, nginx runs as that user (still not root).
@@ -49,10 +61,23 @@ venv: $(VENV)/.installed ## Create the virtualenv for tests and tools
 certs: venv ## Write a local CA and a localhost certificate into certs/ (renewed near expiry)
 	@$(BIN)/python scripts/certs.py --dir certs --if-needed
 
+# The database password (DATABASE=postgres): random, written once and kept, because the cluster
+# keeps the password it was created with. Compose bind-mounts a file secret with its host owner
+# and mode (it ignores uid/gid/mode), and two uids read it inside the containers (api 10001,
+# db 10002): so the file is 0644, and the 0700 directory keeps every other host user out of it.
+secrets/db_password:
+	@install -d -m 0700 secrets
+	@$(PYTHON) -c 'import secrets; print(secrets.token_urlsafe(32))' > $@.tmp
+	@chmod 0644 $@.tmp && mv $@.tmp $@
+	@echo "==> secrets: wrote $@"
+
+.PHONY: secrets
+secrets: secrets/db_password ## Write the database password into secrets/ (once; kept after that)
+
 # --- the stack ----------------------------------------------------------------------------------
 
 .PHONY: up
-up: bootstrap certs ## Build and start the stack, wait until healthy
+up: bootstrap certs secrets ## Build and start the stack (DATABASE=postgres: on PostgreSQL), wait until healthy
 	@echo "==> stack: building and starting"
 	@$(COMPOSE) up --detach --build --wait --remove-orphans
 	@echo
@@ -62,14 +87,14 @@ up: bootstrap certs ## Build and start the stack, wait until healthy
 .PHONY: images
 images: bootstrap ## Build the images and tag them with the version and git revision
 	@$(COMPOSE) build
-	@for image in flask-stack-api flask-stack-nginx; do \
+	@for image in $(IMAGES); do \
 	  docker tag $$image:dev $$image:$(VERSION); \
 	  docker tag $$image:dev $$image:$(VERSION)-$(GIT_REV); \
 	  echo "==> $$image:$(VERSION) $$image:$(VERSION)-$(GIT_REV)"; \
 	done
 
 .PHONY: down
-down: ## Stop and remove the containers (the data volume stays)
+down: ## Stop and remove the containers (the data volumes stay)
 	@$(COMPOSE) down --remove-orphans
 
 .PHONY: logs
@@ -115,12 +140,15 @@ format: venv ## Apply ruff's fixes and formatting
 	@$(BIN)/ruff check --fix .
 	@$(BIN)/ruff format .
 
+# Always with the PostgreSQL file, whatever DATABASE says: its volume goes together with the
+# password in secrets/, or a later run would meet a cluster made with a password now lost.
 .PHONY: clean
-clean: ## Remove containers, the data volume, local images, certs and the virtualenv
-	-@$(COMPOSE) down --volumes --remove-orphans --rmi local 2>/dev/null
+clean: ## Remove containers, the data volumes, local images, certs, secrets and the virtualenv
+	-@docker compose -f compose.yaml -f compose.postgres.yaml down --volumes --remove-orphans \
+	  --rmi local 2>/dev/null
 	@# Leftovers of an integration run that was killed before its own clean-up.
 	-@docker ps -aq --filter label=flask-stack.itest-run | xargs -r docker rm -f >/dev/null
 	-@docker network prune -f --filter label=flask-stack.itest-run >/dev/null
 	-@docker volume prune -f --filter label=flask-stack.itest-run >/dev/null
-	rm -rf $(VENV) certs .pytest_cache .ruff_cache
+	rm -rf $(VENV) certs secrets .pytest_cache .ruff_cache
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
