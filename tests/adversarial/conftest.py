@@ -26,12 +26,14 @@ from typing import Any
 import pytest
 
 from tests.integration.conftest import (  # noqa: F401  (fixtures and hooks, re-exported)
+    db_password,
     docker_client,
     images,
     launcher,
     network,
     pytest_collection_modifyitems,
     pytest_runtest_makereport,
+    sqlite_stack,
     stack,
     tls,
 )

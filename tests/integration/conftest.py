@@ -23,11 +23,16 @@ Everything is session-scoped so the images are built and the stack started once 
     tmpfs at /tmp, ``cap_drop ALL``, ``no-new-privileges``, a non-root user), with ports
     published on 127.0.0.1 only (free host ports picked per run), and removes every container,
     volume and network it made at the end of the session, whatever happened.
+``db_password``
+    a random database password for the run, in a file both the database and the API can read.
 ``stack``
     the API (network alias ``api``, a Docker volume at /data, 3 gunicorn workers) behind an nginx
     whose rate limits are switched off so that no test can be throttled by another. Ready when
     ``/healthz`` and ``/readyz`` answer 200 through nginx over HTTPS, polled with a deadline.
     Tests that stop or recreate the API restore it (``Stack.ensure_running``) before they end.
+``postgres_stack``
+    the same on PostgreSQL (the project's image, alias ``db``, password from ``db_password``).
+    The API contract and persistence modules run every test on both (``DATABASES``).
 
 Tests that need their own containers (strict rate limits, a one-worker API for the buffering test,
 a graceful-stop victim) start them with ``launcher`` in their module.
@@ -65,11 +70,13 @@ from .containers import (
     DEFAULT_TEST_TIMEOUT,
     LABELS,
     NGINX_IMAGE,
+    POSTGRES_IMAGE,
     REPO,
     Launcher,
     Stack,
     Tls,
     tail,
+    write_db_secret,
 )
 
 
@@ -106,10 +113,11 @@ def _build(path: Path, tag: str) -> None:
 
 @pytest.fixture(scope="session")
 def images(docker_client: docker.DockerClient) -> dict[str, str]:
-    """Build both images once (layer cache reused); they are kept for the next run."""
+    """Build the three images once (layer cache reused); they are kept for the next run."""
     _build(REPO / "services" / "api", API_IMAGE)
     _build(REPO / "nginx", NGINX_IMAGE)
-    return {"api": API_IMAGE, "nginx": NGINX_IMAGE}
+    _build(REPO / "postgres", POSTGRES_IMAGE)
+    return {"api": API_IMAGE, "nginx": NGINX_IMAGE, "postgres": POSTGRES_IMAGE}
 
 
 @pytest.fixture(scope="session")
@@ -135,10 +143,22 @@ def tls() -> Iterator[Tls]:
 
 
 @pytest.fixture(scope="session")
+def db_password() -> Iterator[Path]:
+    """A random database password for this run, in a private temporary directory."""
+    directory = Path(tempfile.mkdtemp(prefix="flask-stack-itest-secrets-"))
+    yield write_db_secret(directory)
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
 def launcher(
-    docker_client: docker.DockerClient, images: dict[str, str], network: Network, tls: Tls
+    docker_client: docker.DockerClient,
+    images: dict[str, str],
+    network: Network,
+    tls: Tls,
+    db_password: Path,
 ) -> Iterator[Launcher]:
-    launch = Launcher(docker_client, network, tls)
+    launch = Launcher(docker_client, network, tls, db_password)
     _LAUNCHERS.append(launch)
     try:
         yield launch
@@ -147,8 +167,8 @@ def launcher(
 
 
 @pytest.fixture(scope="session")
-def stack(launcher: Launcher, tls: Tls) -> Iterator[Stack]:
-    """The shared stack: API (alias `api`) + nginx with rate limits off."""
+def sqlite_stack(launcher: Launcher, tls: Tls) -> Iterator[Stack]:
+    """The shared stack: API (alias `api`, SQLite) + nginx with rate limits off."""
     api = launcher.api(
         "api",
         aliases=("api",),
@@ -164,6 +184,48 @@ def stack(launcher: Launcher, tls: Tls) -> Iterator[Stack]:
     yield main
     for session in main.sessions:
         session.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_stack(launcher: Launcher, tls: Tls) -> Iterator[Stack]:
+    """The same stack on PostgreSQL: db (alias `db`) + API (alias `api-pg`) + nginx."""
+    db = launcher.postgres("db", alias="db")
+    api = launcher.api(
+        "api-pg",
+        aliases=("api-pg",),
+        database="db",
+        env={"GUNICORN_WORKERS": "3", "GUNICORN_GRACEFUL_TIMEOUT": "20"},
+    )
+    nginx = launcher.nginx(
+        "nginx-pg",
+        upstream="api-pg:8000",
+        env={"RATE_LIMIT_ENABLED": "false", "CONN_LIMIT_PER_IP": "1000"},
+    )
+    view = Stack(api=api, nginx=nginx, ca=tls.ca, db=db)
+    view.wait_ready(timeout=120)
+    yield view
+    for session in view.sessions:
+        session.close()
+
+
+@pytest.fixture(scope="session")
+def stack(sqlite_stack: Stack) -> Stack:
+    """The stack most tests use: the SQLite one."""
+    return sqlite_stack
+
+
+# The databases the API supports; modules whose tests must hold on each of them override `stack`
+# with `@pytest.fixture(params=DATABASES)` and `on_database` (test_api_contract.py shows how).
+DATABASES = ("sqlite", "postgres")
+
+
+def on_database(request: pytest.FixtureRequest) -> Stack:
+    """The session's stack on the database ``request.param`` names.
+
+    By name rather than as an argument: a parametrized fixture that takes the fixture it
+    overrides makes pytest set that one up again for every parameter.
+    """
+    return request.getfixturevalue(f"{request.param}_stack")
 
 
 # --------------------------------------------------------------------------------------------

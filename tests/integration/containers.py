@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import socket
 import uuid
 from dataclasses import dataclass, field
@@ -26,7 +27,9 @@ from .support import Fatal, new_session, unique_email, wait_until
 REPO = Path(__file__).resolve().parents[2]
 API_IMAGE = "flask-stack-api:test"
 NGINX_IMAGE = "flask-stack-nginx:test"
-IMAGE_USER = "10001:10001"  # the uid:gid both images run as
+POSTGRES_IMAGE = "flask-stack-postgres:test"
+IMAGE_USER = "10001:10001"  # the uid:gid the API and nginx images run as
+POSTGRES_USER = "10002:10002"  # and the PostgreSQL image
 RUN_ID = uuid.uuid4().hex[:8]
 LABELS = {"flask-stack.itest-run": RUN_ID}
 # Paths that must answer 200 through nginx before the stack counts as ready.
@@ -175,10 +178,14 @@ def tail(text: str, lines: int) -> str:
 class Launcher:
     """Starts the suite's containers and volumes and removes all of them at the end."""
 
-    def __init__(self, client: docker.DockerClient, network: Network, tls: Tls) -> None:
+    def __init__(
+        self, client: docker.DockerClient, network: Network, tls: Tls, db_password: Path
+    ) -> None:
         self.client = client
         self.network = network
         self.tls = tls
+        # The database password file, mounted where compose mounts its secret.
+        self.db_secret = (str(db_password), "/run/secrets/db_password", "ro")
         self.services: list[Service] = []
         self.volumes: list[str] = []
 
@@ -188,6 +195,25 @@ class Launcher:
         self.volumes.append(name)
         return name
 
+    def postgres(self, name: str, *, alias: str) -> Service:
+        """A PostgreSQL container (network alias `alias`) with its own data volume."""
+        volume = self.volume(f"{name}-data")
+        service = Service(
+            self.client,
+            f"itest-{RUN_ID}-{name}",
+            POSTGRES_IMAGE,
+            network=self.network,
+            user=POSTGRES_USER,
+            env={"POSTGRES_PASSWORD_FILE": "/run/secrets/db_password"},
+            aliases=(alias,),
+            volumes=(
+                (volume, "/var/lib/postgresql/data", "rw"),
+                self.db_secret,
+            ),
+        )
+        self.services.append(service)
+        return service.start()
+
     def api(
         self,
         name: str,
@@ -195,18 +221,30 @@ class Launcher:
         env: dict[str, str] | None = None,
         aliases: tuple[str, ...] = (),
         publish: bool = False,
+        database: str | None = None,
     ) -> Service:
-        """An API container with its own data volume; `publish` exposes :8000 on 127.0.0.1."""
+        """An API container with its own data volume; `publish` exposes :8000 on 127.0.0.1.
+
+        `database` is the network alias of a `postgres` container to use instead of SQLite.
+        """
         volume = self.volume(f"{name}-data")
+        volumes: tuple[tuple[str, str, str], ...] = ((volume, "/data", "rw"),)
+        base_env = {"LOG_LEVEL": "info"}
+        if database is not None:
+            volumes += (self.db_secret,)
+            base_env |= {
+                "DATABASE_URL": f"postgresql+psycopg://api@{database}:5432/api",
+                "DATABASE_PASSWORD_FILE": "/run/secrets/db_password",
+            }
         service = Service(
             self.client,
             f"itest-{RUN_ID}-{name}",
             API_IMAGE,
             network=self.network,
             user=IMAGE_USER,
-            env={"LOG_LEVEL": "info", **(env or {})},
+            env={**base_env, **(env or {})},
             aliases=aliases,
-            volumes=((volume, "/data", "rw"),),
+            volumes=volumes,
             publish=(8000,) if publish else (),
         )
         self.services.append(service)
@@ -232,9 +270,9 @@ class Launcher:
         self.services.append(service)
         return service.start()
 
-    def stack(self, api: Service, nginx: Service) -> Stack:
+    def stack(self, api: Service, nginx: Service, db: Service | None = None) -> Stack:
         """A Stack view of `nginx` in front of `api` (waits until it is ready)."""
-        view = Stack(api=api, nginx=nginx, ca=self.tls.ca)
+        view = Stack(api=api, nginx=nginx, ca=self.tls.ca, db=db)
         view.wait_ready()
         return view
 
@@ -258,6 +296,20 @@ class Launcher:
 
 # Every Launcher of the session, so the failure hook can print their containers' logs.
 _LAUNCHERS: list[Launcher] = []
+
+
+def write_db_secret(directory: Path) -> Path:
+    """A random database password in ``directory/db_password``, for this run only; its path.
+
+    The directory is private to the host user (0700) and the file readable by any uid (0644):
+    the file alone is bind-mounted, with its own mode, and both the database (uid 10002) and the
+    API (10001) must read it. Compose does the same with `secrets/` (see the Makefile).
+    """
+    directory.chmod(0o700)
+    secret = directory / "db_password"
+    secret.write_text(secrets.token_urlsafe(32) + "\n")
+    secret.chmod(0o644)
+    return secret
 
 
 @dataclass
@@ -299,6 +351,8 @@ class Stack:
     api: Service
     nginx: Service
     ca: Path
+    # The PostgreSQL container, when the API does not use SQLite.
+    db: Service | None = None
     sessions: list[requests.Session] = field(default_factory=list)
 
     @property
@@ -339,8 +393,9 @@ class Stack:
         return self.request("POST", path, **kwargs)
 
     def is_ready(self) -> bool:
-        self.api.check_alive()
-        self.nginx.check_alive()
+        for service in (self.db, self.api, self.nginx):
+            if service is not None:
+                service.check_alive()
         for path in READY_PATHS:
             response = self.get(path, timeout=5)
             if response.status_code != 200:
@@ -351,11 +406,14 @@ class Stack:
         wait_until(self.is_ready, timeout, interval=0.3, what=f"{self.base_url} to be ready")
 
     def ensure_running(self) -> None:
-        """Bring the API back (start it, or re-create it if it is gone) and wait until ready."""
-        if not self.api.exists:
-            self.api.start()
-        elif self.api.status() != "running":
-            self.api.start_again()
+        """Bring the database and the API back (start, or re-create if gone); wait until ready."""
+        for service in (self.db, self.api):
+            if service is None:
+                continue
+            if not service.exists:
+                service.start()
+            elif service.status() != "running":
+                service.start_again()
         self.wait_ready()
 
     def create_user(self, name: str = "Test User", email: str | None = None) -> dict[str, Any]:

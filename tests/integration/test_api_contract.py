@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
+from .conftest import DATABASES, on_database
 from .support import assert_error_json, unique_email
+
+
+@pytest.fixture(params=DATABASES)
+def stack(request):
+    """Every test here runs on SQLite and on PostgreSQL."""
+    return on_database(request)
 
 
 def auth(user: dict[str, Any]) -> dict[str, str]:

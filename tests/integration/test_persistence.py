@@ -5,7 +5,16 @@ from __future__ import annotations
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
+
+from .conftest import DATABASES, on_database
 from .support import find_log_entry, wait_until
+
+
+@pytest.fixture(params=DATABASES)
+def stack(request):
+    """Every test here runs on SQLite and on PostgreSQL."""
+    return on_database(request)
 
 
 def auth(user: dict) -> dict[str, str]:

@@ -3,6 +3,7 @@
 import multiprocessing
 import os
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -87,3 +88,14 @@ def test_migrate_on_start_can_be_switched_off(tmp_path, monkeypatch):
     main([])  # a job's explicit run ignores the switch
     assert "users" in inspect(engine).get_table_names()
     engine.dispose()
+
+
+def test_migrate_waits_for_the_database_then_gives_up(monkeypatch):
+    """Nothing listens here: it retries until DATABASE_WAIT_SECONDS, then fails (exit != 0)."""
+    monkeypatch.setenv("DATABASE_URL", "postgresql+psycopg://api@127.0.0.1:9/api")
+    monkeypatch.setenv("DATABASE_WAIT_SECONDS", "2")
+    monkeypatch.setenv("DATABASE_CONNECT_TIMEOUT", "1")
+    started = time.monotonic()
+    with pytest.raises(SystemExit, match="DATABASE_WAIT_SECONDS=2"):
+        main([])
+    assert time.monotonic() - started >= 2

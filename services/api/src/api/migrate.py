@@ -12,10 +12,12 @@ up-to-date database is left as it is.
 import argparse
 import logging
 import sys
+import time
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, Engine, text
+from sqlalchemy.exc import OperationalError
 
 from api.core.config import Settings, SettingsError, load_settings
 from api.core.db import SQLITE_BEGIN, build_engine
@@ -44,13 +46,30 @@ def _lock(conn: Connection) -> None:
     # SQLite: the transaction began with BEGIN EXCLUSIVE (see upgrade), which is the lock.
 
 
+def _connect(engine: Engine, wait_seconds: float) -> Connection:
+    """Connect, retrying for up to ``wait_seconds`` while the database is not there yet."""
+    deadline = time.monotonic() + wait_seconds
+    logger = logging.getLogger("api.migrate")
+    while True:
+        try:
+            return engine.connect()
+        except OperationalError as exc:
+            if time.monotonic() >= deadline:
+                raise
+            logger.info(
+                "waiting for the database", extra={"fields": {"error": str(exc.orig).strip()}}
+            )
+            time.sleep(1)
+
+
 def upgrade(settings: Settings, revision: str = "head") -> None:
     """Bring the database named in ``settings`` to ``revision``, holding the migration lock."""
     engine = build_engine(settings, sqlite_busy_timeout_ms=SQLITE_LOCK_WAIT_MS)
     try:
         # Without an explicit BEGIN the SQLite engine runs each statement on its own (core/db.py):
         # a second run could read the old revision while the first is half-way.
-        conn = engine.connect().execution_options(**{SQLITE_BEGIN: "EXCLUSIVE"})
+        conn = _connect(engine, settings.database_wait_seconds)
+        conn.execution_options(**{SQLITE_BEGIN: "EXCLUSIVE"})
         with conn, conn.begin():
             _lock(conn)
             config = alembic_config()
@@ -82,7 +101,13 @@ def main(argv: list[str] | None = None) -> None:
     alembic_logger.handlers[:] = logger.parent.handlers if logger.parent else []
     alembic_logger.setLevel(logging.INFO)
     alembic_logger.propagate = False
-    upgrade(settings)
+    try:
+        upgrade(settings)
+    except OperationalError as exc:
+        sys.exit(
+            f"api.migrate: the database did not accept a connection within "
+            f"DATABASE_WAIT_SECONDS={settings.database_wait_seconds}: {str(exc.orig).strip()}"
+        )
     logger.info("database is at the latest revision")
 
 

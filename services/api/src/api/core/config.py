@@ -44,6 +44,9 @@ class Settings(BaseSettings):
     # Run `python -m api.migrate` when the container starts (one host). A deployment with several
     # replicas turns it off and runs the migration once per deploy, as a job.
     migrate_on_start: bool = True
+    # How long `python -m api.migrate` waits for the database to accept connections (a database
+    # container that starts at the same time, or Swarm, which ignores depends_on). 0 = not at all.
+    database_wait_seconds: int = Field(default=60, ge=0, le=3600)
     # Idempotency-Key records: kept this long, and an in-flight claim is honoured this long
     # (no longer than gunicorn's timeout, after which the worker that held it is dead).
     idempotency_ttl_seconds: int = Field(default=86_400, ge=60, le=30 * 86_400)
