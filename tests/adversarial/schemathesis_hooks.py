@@ -15,6 +15,7 @@ retried with a fresh key (retry_on=[]): a 401 for a valid key must reach the che
 from __future__ import annotations
 
 import os
+import re
 import threading
 import uuid
 
@@ -60,3 +61,22 @@ class RealApiKey:
     def set(self, case, data: str, context) -> None:
         case.headers = case.headers or {}
         case.headers["Authorization"] = f"Bearer {data}"
+
+
+# A well-formed Idempotency-Key (api/idempotency.py); malformed ones are left as generated.
+_IDEMPOTENCY_KEY = re.compile(r"[\x20\x21\x23-\x2b\x2d-\x5b\x5d-\x7e]{16,255}")
+
+
+@schemathesis.hook
+def before_call(ctx, case, kwargs) -> None:
+    """Give every well-formed Idempotency-Key a value of its own.
+
+    The fuzzer reuses header values across requests, and a reused key gets the first request's
+    answer by design, even after the resource it created was deleted (the IETF draft's
+    semantics): its stateful checks would read that replay as "created resource not found".
+    The replay rules have their own tests; here each request must run.
+    """
+    headers = case.headers or {}
+    value = headers.get("Idempotency-Key")
+    if value is not None and _IDEMPOTENCY_KEY.fullmatch(value.strip('"')):
+        headers["Idempotency-Key"] = str(uuid.uuid4())
