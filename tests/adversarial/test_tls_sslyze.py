@@ -143,9 +143,9 @@ def production_like_tls() -> Iterator[Tls]:
 
 
 @pytest.fixture(scope="module")
-def tls_nginx(docker_client, network, stack, production_like_tls) -> Iterator:
+def tls_nginx(docker_client, network, stack, production_like_tls, db_password) -> Iterator:
     """An nginx with the production-like certificate, in front of the shared API."""
-    launch = Launcher(docker_client, network, production_like_tls)
+    launch = Launcher(docker_client, network, production_like_tls, db_password)
     _LAUNCHERS.append(launch)  # container logs attached to failures, as for `launcher`
     try:
         nginx = launch.nginx("nginx-sslyze", upstream="api:8000")
