@@ -47,7 +47,7 @@ def _cpus() -> int:
 
 
 try:
-    load_settings()
+    settings = load_settings()
 except SettingsError as exc:
     sys.exit(str(exc))
 
@@ -65,6 +65,13 @@ if worker_class not in {"sync", "gthread"}:
 threads = _int("GUNICORN_THREADS", 4, minimum=1)
 timeout = _int("GUNICORN_TIMEOUT", 30, minimum=1)
 graceful_timeout = _int("GUNICORN_GRACEFUL_TIMEOUT", 30, minimum=1)
+# An Idempotency-Key claim must not outlive the worker that holds it by much, or a retry after a
+# killed worker waits longer than needed; nor lapse while a live request may still run.
+if settings.idempotency_lease_seconds > timeout:
+    _fail(
+        f"IDEMPOTENCY_LEASE_SECONDS={settings.idempotency_lease_seconds} is longer than "
+        f"GUNICORN_TIMEOUT={timeout}: a killed worker's claim would outlive it."
+    )
 # Longer than nginx's upstream keepalive_timeout (its API_KEEPALIVE_TIMEOUT, 1 s), so it is always
 # nginx that closes an idle connection and never reuses one that gunicorn has just closed (a 502).
 keepalive = _int("GUNICORN_KEEPALIVE", 75, minimum=0)

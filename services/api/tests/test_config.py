@@ -101,6 +101,17 @@ def test_gunicorn_fails_fast_on_bad_gunicorn_settings(name, value):
     assert result.stderr.strip().startswith(f"Invalid gunicorn configuration: {name}")
 
 
+def test_gunicorn_refuses_an_idempotency_lease_longer_than_its_timeout():
+    result = run(
+        [str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "api.wsgi:app"],
+        GUNICORN_TIMEOUT="10",
+        IDEMPOTENCY_LEASE_SECONDS="30",
+    )
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    assert "IDEMPOTENCY_LEASE_SECONDS=30 is longer than GUNICORN_TIMEOUT=10" in result.stderr
+
+
 def test_the_database_password_comes_from_a_file(tmp_path):
     secret = tmp_path / "db_password"
     secret.write_text("p@ss:/w%rd\n")  # characters a URL would need quoted; the newline goes
