@@ -18,6 +18,7 @@ does not get the answer (a timeout, a 502, a dropped connection) sends it again 
 Keys are scoped to the user (0 = anonymous, for sign-up). A retry of an API-key rotation with the
 old key, which that rotation revoked, is answered from its record (``_replay_for_credential``).
 Records are encrypted (core/security.py) and expired ones are deleted on each claim: no cron.
+This module is the Flask side; ``records.py`` holds the SQL.
 """
 
 import hashlib
@@ -28,10 +29,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 
-import sqlalchemy as sa
 from flask import Flask, Response, current_app, g, request
-from sqlalchemy import Connection, Row
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import BadRequest
 
@@ -40,75 +38,24 @@ from api.core.config import Settings
 from api.core.security import idempotency_key_digest, seal, unseal
 from api.errors import error_response
 from api.extensions import get_db
+from api.idempotency import records
+from api.idempotency.records import ANONYMOUS, Claim
 from api.request_log import current_request_id
-from api.tables import idempotency_keys as records
-from api.tables import users, utcnow
 from api.view_models import current_view_model
 
 logger = logging.getLogger(__name__)
 
 HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
-ANONYMOUS = 0  # user_id of records made without authentication (no user has id 0)
 _KEY = re.compile(r"[\x20\x21\x23-\x2b\x2d-\x5b\x5d-\x7e]{16,255}")
 # What a replay repeats besides status and body.
 _KEPT_HEADERS = ("Content-Type", "Location", "Link")
-
-# Bind names differ from the column names: UPDATE reserves those for its SET clause.
-_WHERE_KEY = sa.and_(
-    records.c.key_hash == sa.bindparam("b_key_hash"),
-    records.c.user_id == sa.bindparam("b_user_id"),
-)
-_DELETE_EXPIRED = sa.delete(records).where(records.c.expires_at < sa.bindparam("now"))
-_GET_FOR_UPDATE = sa.select(records).where(_WHERE_KEY).with_for_update()
-_TAKE_OVER = sa.update(records).where(_WHERE_KEY)
-_COMPLETE = sa.update(records).where(_WHERE_KEY, records.c.claim_token == sa.bindparam("token"))
-_RELEASE = sa.delete(records).where(_WHERE_KEY, records.c.claim_token == sa.bindparam("token"))
-_BY_CREDENTIAL = (
-    sa.select(records)
-    # Only while the user exists: a deleted account's old key replays nothing.
-    .join(users, users.c.id == records.c.user_id)
-    .where(
-        records.c.key_hash == sa.bindparam("key_hash"),
-        records.c.credential_hash == sa.bindparam("credential_hash"),
-        records.c.response.is_not(None),
-        records.c.expires_at > sa.bindparam("now"),
-    )
-)
-# INSERT ... ON CONFLICT DO NOTHING: of two requests that claim one key at once, one inserts.
-# RETURNING says which: rowcount is not reliable for this statement on every driver.
-_INSERT = {
-    "postgresql": postgresql.insert(records).on_conflict_do_nothing().returning(records.c.user_id),
-    "sqlite": sqlite.insert(records).on_conflict_do_nothing().returning(records.c.user_id),
-}
 
 
 @dataclass(frozen=True)
 class _Policy:
     ttl: timedelta
     lease: timedelta
-
-
-@dataclass(frozen=True)
-class _Claim:
-    key: str
-    key_hash: str
-    user_id: int
-    request_hash: str
-    token: str
-
-    @property
-    def where(self) -> dict[str, object]:
-        return {"b_key_hash": self.key_hash, "b_user_id": self.user_id}
-
-    @property
-    def context(self) -> bytes:
-        # Binds a sealed answer to its record: it cannot be moved to another key, user or request.
-        return f"{self.key_hash}:{self.user_id}:{self.request_hash}".encode()
-
-
-def _policy() -> _Policy:
-    return current_app.extensions["api.idempotency"]
 
 
 def _presented_key() -> str | None:
@@ -140,8 +87,8 @@ def _request_hash() -> str:
     return digest.hexdigest()
 
 
-def _new_claim(key: str, user_id: int) -> _Claim:
-    return _Claim(
+def _new_claim(key: str, user_id: int) -> Claim:
+    return Claim(
         key=key,
         key_hash=idempotency_key_digest(key),
         user_id=user_id,
@@ -153,7 +100,7 @@ def _new_claim(key: str, user_id: int) -> _Claim:
 # --- answers ------------------------------------------------------------------------------------
 
 
-def _replay(claim: _Claim, sealed: bytes) -> Response:
+def _replay(claim: Claim, sealed: bytes) -> Response:
     stored = json.loads(unseal(claim.key, sealed, claim.context))
     body = stored["body"]
     if stored["status"] >= 400:
@@ -164,7 +111,7 @@ def _replay(claim: _Claim, sealed: bytes) -> Response:
     return response
 
 
-def _seal(claim: _Claim, response: Response) -> bytes:
+def _seal(claim: Claim, response: Response) -> bytes:
     stored = {
         "status": response.status_code,
         "headers": [[k, v] for k in _KEPT_HEADERS if (v := response.headers.get(k)) is not None],
@@ -189,44 +136,11 @@ def _in_flight(retry_after: timedelta) -> Response:
     )
 
 
-# --- the claim ----------------------------------------------------------------------------------
-
-
-def _claim(conn: Connection, claim: _Claim, credential_hash: str | None) -> Response | None:
-    """Claim the key for this request, or answer at once (replay, 409, 422)."""
-    now = utcnow()
-    policy = _policy()
-    conn.execute(_DELETE_EXPIRED, {"now": now})
-    values = {
-        "request_hash": claim.request_hash,
-        "credential_hash": credential_hash,
-        "claim_token": claim.token,
-        "lease_until": now + policy.lease,
-        "response": None,
-        "created_at": now,
-        "expires_at": now + policy.ttl,
-    }
-    row: Row | None = conn.execute(_GET_FOR_UPDATE, claim.where).one_or_none()
-    if row is None:
-        row_values = {"key_hash": claim.key_hash, "user_id": claim.user_id, **values}
-        inserted = conn.execute(_INSERT[conn.dialect.name], row_values)
-        return None if inserted.first() is not None else _in_flight(policy.lease)
-    if row.request_hash != claim.request_hash:
-        return _mismatch()
-    if row.response is not None:
-        return _replay(claim, row.response)
-    if row.lease_until > now:
-        return _in_flight(row.lease_until - now)
-    # The request that held the claim died before it answered, and so wrote nothing: take over.
-    conn.execute(_TAKE_OVER.values(**values), claim.where)
-    return None
-
-
-def _release(claim: _Claim) -> None:
+def _release(claim: Claim) -> None:
     """Give the key back after a 5xx, so that a retry runs the request again."""
     try:
         with get_db().write() as conn:
-            conn.execute(_RELEASE, {**claim.where, "token": claim.token})
+            records.release(conn, claim)
     except SQLAlchemyError as exc:  # the lease runs out on its own
         logger.warning(
             "could not release an idempotency claim", extra={"fields": {"error": repr(exc)}}
@@ -253,13 +167,10 @@ def _replay_for_credential() -> Response | None:
         return None
     claim = _new_claim(key, ANONYMOUS)
     with get_db().read() as conn:
-        row = conn.execute(
-            _BY_CREDENTIAL,
-            {"key_hash": claim.key_hash, "credential_hash": credential_hash, "now": utcnow()},
-        ).first()
+        row = records.find_by_credential(conn, claim.key_hash, credential_hash)
     if row is None or row.request_hash != claim.request_hash:
         return None
-    return _replay(_Claim(key, claim.key_hash, row.user_id, row.request_hash, ""), row.response)
+    return _replay(Claim(key, claim.key_hash, row.user_id, row.request_hash, ""), row.response)
 
 
 def _begin() -> Response | None:
@@ -271,10 +182,18 @@ def _begin() -> Response | None:
     user = optional_user()
     claim = _new_claim(key, user.id if user is not None else ANONYMOUS)
     db = get_db()
+    policy: _Policy = current_app.extensions["api.idempotency"]
     with db.write() as conn:
-        answer = _claim(conn, claim, presented_key_hash())
-    if answer is not None:
-        return answer
+        outcome = records.claim(
+            conn, claim, presented_key_hash(), ttl=policy.ttl, lease=policy.lease
+        )
+    if outcome.kind == "mismatch":
+        return _mismatch()
+    if outcome.kind == "busy":
+        return _in_flight(outcome.retry_after)
+    if outcome.kind == "replay":
+        assert outcome.sealed is not None
+        return _replay(claim, outcome.sealed)
     try:
         db.begin_request_transaction()
     except BaseException:
@@ -285,7 +204,7 @@ def _begin() -> Response | None:
 
 
 def _finish(response: Response) -> Response:
-    claim: _Claim | None = g.pop("idempotency_claim", None)
+    claim: Claim | None = g.pop("idempotency_claim", None)
     if claim is None:
         return response
     db = get_db()
@@ -296,14 +215,10 @@ def _finish(response: Response) -> Response:
     try:
         conn = db.request_connection()
         assert conn is not None
-        stored = conn.execute(
-            _COMPLETE.values(response=_seal(claim, response), claim_token=None, lease_until=None),
-            {**claim.where, "token": claim.token},
-        )
-        if stored.rowcount != 1:
+        if not records.complete(conn, claim, _seal(claim, response)):
             # Our lease ran out and a retry took the key over: it will answer, not us.
             db.end_request_transaction(commit=False)
-            return _in_flight(_policy().lease)
+            return _in_flight(current_app.extensions["api.idempotency"].lease)
         db.end_request_transaction(commit=True)
     except SQLAlchemyError as exc:
         db.end_request_transaction(commit=False)
@@ -321,7 +236,7 @@ def _finish(response: Response) -> Response:
 
 def _teardown(_exc: BaseException | None) -> None:
     # Only if _finish did not run (an exception escaped every handler): roll back, give back.
-    claim: _Claim | None = g.pop("idempotency_claim", None)
+    claim: Claim | None = g.pop("idempotency_claim", None)
     if claim is not None:
         get_db().end_request_transaction(commit=False)
         _release(claim)
