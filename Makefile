@@ -126,7 +126,8 @@ test-adversarial: bootstrap venv ## Attack the stack: fuzzing, TLS, nginx config
 	@$(BIN)/pytest tests/adversarial
 
 .PHONY: bench
-bench: bootstrap venv certs ## Benchmark the stack (rate limits off, own compose project); see docs/performance.md
+# secrets: BENCH_ARGS="--db postgres" (or both) starts the db service, which needs the password file.
+bench: bootstrap venv certs secrets ## Benchmark the stack (BENCH_ARGS="--db postgres|both"); see docs/performance.md
 	@$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 .PHONY: lint
