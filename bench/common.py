@@ -12,6 +12,10 @@ CERTS = ROOT / "certs"
 # Own compose project and image tag, so a developer's `make up` (flask-stack, :dev) is untouched.
 PROJECT = "flask-stack-bench"
 IMAGE_TAG = "bench"
+# The API's database (`--db`), as named in results and file names, and as printed in tables.
+DATABASES = {"sqlite": "SQLite", "postgres": "PostgreSQL"}
+# Written by `make secrets`; compose.postgres.yaml mounts it into the api and db containers.
+DB_PASSWORD_FILE = ROOT / "secrets" / "db_password"
 
 
 def log(message: str) -> None:

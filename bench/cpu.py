@@ -72,9 +72,10 @@ def host_busy_cpu() -> float:
 
 
 class CpuMeter:
-    """Before/after CPU seconds of the stack's containers and of the host processes that carry
-    the benchmark's traffic: docker-proxy (Docker's userland proxy for ports published on
-    127.0.0.1), dockerd (reads the containers' log lines), the containerd shims.
+    """Before/after CPU seconds of the stack's containers (api, nginx, and db on PostgreSQL: the
+    queries' server side, which SQLite runs inside the api's processes) and of the host processes
+    that carry the benchmark's traffic: docker-proxy (Docker's userland proxy for ports published
+    on 127.0.0.1), dockerd (reads the containers' log lines), the containerd shims.
     """
 
     def __init__(self, containers: dict[str, str], ports: dict[str, int]) -> None:

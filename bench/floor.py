@@ -24,7 +24,7 @@ from typing import Any
 from common import BENCH_DIR, BenchError, log
 from cpu import CpuMeter
 from measurements import measure, wrk_load
-from stack import compose, container_id, count_in_logs, tls_context
+from stack import compose, count_in_logs, stack_containers, tls_context
 
 FLOOR_DIR = BENCH_DIR / "floor"
 FLOOR_COMPOSE = BENCH_DIR / "compose.floor.yaml"
@@ -131,10 +131,11 @@ def run_floor(
     info: dict[str, Any] = {"up_to_healthy_s": start_floor(env)}
     log("floor: waiting until gunicorn and nginx route to the floor app")
     info["routed_after_s"] = wait_until_routed([direct + item_path, https + item_path])
-    containers = {s: container_id(env, s) for s in ("api", "nginx")}
+    containers = stack_containers(env)
     info["api_container"] = containers["api"][:12]
     # A new meter: the api container has a new id (and cgroup), its published port a new
-    # docker-proxy process, and the container a new shim.
+    # docker-proxy process, and the container a new shim. On PostgreSQL the db stays in it,
+    # idle: the floor app has its own SQLite file.
     meter = CpuMeter(containers, ports)
 
     measured: list[dict[str, Any]] = []

@@ -24,15 +24,17 @@ def image_size_mb(ref: str) -> float | None:
         return None
 
 
-def image_summary() -> dict[str, Any]:
-    """Sizes and short ids of the api and nginx :bench images."""
-    return {
-        "api_mb": image_size_mb(f"flask-stack-api:{IMAGE_TAG}"),
-        "nginx_mb": image_size_mb(f"flask-stack-nginx:{IMAGE_TAG}"),
+def image_summary(database: str) -> dict[str, Any]:
+    """Sizes and short ids of the :bench images: api, nginx, and db on PostgreSQL."""
+    images = {"api": "flask-stack-api", "nginx": "flask-stack-nginx"}
+    if database == "postgres":
+        images["db"] = "flask-stack-postgres"
+    summary: dict[str, Any] = {}
+    for name, repository in images.items():
+        summary[f"{name}_mb"] = image_size_mb(f"{repository}:{IMAGE_TAG}")
         # The image ids tell whether two runs measured the same code.
-        "api_id": docker_inspect(f"flask-stack-api:{IMAGE_TAG}", "{{.Id}}")[7:19],
-        "nginx_id": docker_inspect(f"flask-stack-nginx:{IMAGE_TAG}", "{{.Id}}")[7:19],
-    }
+        summary[f"{name}_id"] = docker_inspect(f"{repository}:{IMAGE_TAG}", "{{.Id}}")[7:19]
+    return summary
 
 
 def measure_rebuild(env: dict[str, str]) -> dict[str, Any]:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from common import DATABASES
+
 # Targets of issue 6. Reported, never asserted.
 TARGET_RATIO_3_2 = 0.85
 TARGET_WRITES = 1500.0
@@ -30,8 +32,11 @@ def verdict(ok: bool | None) -> str:
 
 def markdown(results: dict[str, Any]) -> str:
     cols = ["api", "nginx", "docker-proxy", "dockerd", "generator", "other_host"]
+    if any("db" in m["cpu_s_per_1k"] for m in results["measurements"]):
+        cols.insert(1, "db")  # PostgreSQL's container: next to the api, whose queries it runs
+    database = DATABASES[results["database"]]
     lines = [
-        f"### flask-stack benchmark {results['timestamp']} ({results['label']})",
+        f"### flask-stack benchmark {results['timestamp']} ({results['label']}) on {database}",
         "",
         "| # | measurement | req/s | p50 ms | p99 ms | errors | CPU s/1k req: "
         + " / ".join(cols)
@@ -83,6 +88,11 @@ def markdown(results: dict[str, Any]) -> str:
             f"Floor writes: F4 = {fmt(by_key['F4']['rps'])}/s ({by_key['F4']['errors_total']}"
             f" errors) on this machine, against the target of {TARGET_WRITES:,.0f}/s for 4."
         )
+    if "db_errors_logged" in results:
+        lines.append(
+            f"PostgreSQL's log during the measurements: {results['db_errors_logged']} ERROR or"
+            " FATAL lines."
+        )
     lines += [
         "",
         "| target (issue 6) | value | result |",
@@ -91,11 +101,13 @@ def markdown(results: dict[str, Any]) -> str:
     for t in results["targets"]:
         lines.append(f"| {t['target']} | {t['value']} | {verdict(t['pass'])} |")
     s = results["startup"]
+    images = results["images"]
+    db_image = f", db {fmt(images['db_mb'])} MB" if images.get("db_mb") is not None else ""
     lines += [
         "",
-        f"Images: api {fmt(results['images'].get('api_mb'))} MB, nginx "
-        f"{fmt(results['images'].get('nginx_mb'))} MB. Build (cache warm) {fmt(s.get('build_s'))}"
-        f" s; `up` to healthy {fmt(s.get('up_to_healthy_s'))} s.",
+        f"Images: api {fmt(images.get('api_mb'))} MB, nginx {fmt(images.get('nginx_mb'))} MB"
+        f"{db_image}. Build (cache warm) {fmt(s.get('build_s'))} s; `up` to healthy "
+        f"{fmt(s.get('up_to_healthy_s'))} s.",
         f"Host: {results['host']['cpus']} CPUs shared by the stack and the load generator; "
         f"load average before the run {results['host']['loadavg_before']}. `other_host`: CPU "
         "that the host spent on anything else during the run (noise, if not ~0).",

@@ -3,6 +3,7 @@
 Run with the repository's virtualenv (standard library only):
 
     .venv/bin/python bench/run.py [--duration 10] [--set GUNICORN_WORKERS=3 ...] [--label NAME]
+        [--db {sqlite,postgres,both}]
 
 What it does, in order (everything is torn down at the end, also on failure or Ctrl-C):
 
@@ -11,7 +12,10 @@ What it does, in order (everything is torn down at the end, also on failure or C
 2. Builds and starts the stack as its own compose project (``flask-stack-bench``) with
    ``bench/compose.bench.yaml``: rate limits off, gunicorn published on 127.0.0.1:18000, nginx on
    127.0.0.1:18443/18080, images tagged ``:bench``. A developer's ``make up`` is not touched.
-3. Seeds a user and 25 public items.
+   ``--db postgres``: also ``compose.postgres.yaml`` (the db service, not published, and the
+   API pointed at it) in every compose call, teardown included; needs ``secrets/db_password``
+   (``make secrets``, run by the harness if missing).
+3. Seeds a user and 25 public items (through the API, so on either database).
 4. Runs the measurements of issue 6 (each after a short warm-up), reading the containers' cgroup
    CPU counters (and the host processes that carry the traffic) before and after each one.
 5. The floor baseline (F2-F4, ``floor.py``): recreates only the api service with
@@ -19,15 +23,22 @@ What it does, in order (everything is torn down at the end, also on failure or C
    nginx), waits until nginx routes to it, and runs 2, 3 and 4 again against it.
 6. Measures image sizes, time from ``up`` to healthy, and a code-only rebuild of the API image
    (in a copy of services/api under /tmp: no tracked file is touched).
-7. Writes ``bench/results/<UTC timestamp>.json`` and prints a markdown table with the ratios and
-   the issue's targets, as facts (pass/fail is reported, never asserted).
+7. Writes ``bench/results/<UTC timestamp>-<database>.json`` (it records ``"database"``) and
+   prints a markdown table with the ratios and the issue's targets, as facts (pass/fail is
+   reported, never asserted).
+
+``--db both`` runs 2-7 twice, SQLite then PostgreSQL, each on a fresh stack (the floor and the
+rebuild timing only in the first pass: neither involves the database), writes one results file
+per database under the same timestamp plus ``<timestamp>-comparison.json``, and prints both
+tables and the comparison of ``compare.py`` (the API's and the db's CPU per request, throughput
+and errors of 2, 4 and 5).
 
 Only 127.0.0.1 receives traffic. Every run is bounded (``--duration`` seconds per measurement).
 
 This file parses the arguments and runs the steps; the parts live next to it: ``stack.py``
 (compose, seeding), ``cpu.py`` (CPU accounting), ``loadgen.py`` (wrk, h2load, openloop.py),
 ``measurements.py`` (the measurements), ``floor.py`` (the floor baseline), ``images.py`` (sizes,
-rebuild), ``report.py`` (table).
+rebuild), ``report.py`` (table), ``compare.py`` (SQLite vs PostgreSQL).
 Run as a script, this directory is on ``sys.path``, so they are imported by their plain names.
 """
 
@@ -46,16 +57,18 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
-from common import CERTS, PROJECT, RESULTS_DIR, ROOT, BenchError, log
+import compare
+from common import CERTS, DATABASES, DB_PASSWORD_FILE, PROJECT, RESULTS_DIR, ROOT, BenchError, log
 from cpu import CpuMeter
 from floor import FLOOR_KEYS, run_floor
 from images import image_summary, measure_rebuild
 from loadgen import ensure_tool
 from measurements import run_measurements
 from report import markdown, ratios, targets
-from stack import compose_env, container_id, count_in_logs, down, health_timeline, seed, start
+from stack import compose_env, count_in_logs, down, health_timeline, seed, stack_containers, start
 
 # The API's measurements, in the order they run (measurements.py); the floor's are FLOOR_KEYS.
 API_KEYS = ("1", "2", "3", "3h2", "4", "5", "6")
@@ -88,6 +101,13 @@ def parse_args() -> argparse.Namespace:
         default=[],
         metavar="KEY=VALUE",
         help="environment for compose, e.g. GUNICORN_WORKERS=3 (repeatable)",
+    )
+    parser.add_argument(
+        "--db",
+        choices=[*DATABASES, "both"],
+        default="sqlite",
+        help="the API's database; both: a SQLite pass, then a PostgreSQL pass (fresh stack each;"
+        " the floor and the rebuild timing in the first only) and a comparison. Default: sqlite",
     )
     parser.add_argument("--label", default="default", help="name of this variant in the results")
     parser.add_argument("--skip-rebuild", action="store_true", help="skip the rebuild timing")
@@ -151,23 +171,44 @@ def parse_overrides(items: list[str]) -> dict[str, str]:
     return overrides
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
-    wanted = parse_only(args.only)
-    overrides = parse_overrides(args.set)
-    ports = {"https": args.https_port, "http": args.http_port, "api": args.api_port}
+def prepare(args: argparse.Namespace, databases: list[str]) -> bool:
+    """Tools, certificates and the database password; whether h2load is there for 3h2."""
     if not shutil.which("docker"):
         raise BenchError("docker is not installed (run `make bootstrap`)")
     ensure_tool("wrk", "wrk", required=True)
-    have_h2load = "3h2" in wanted and ensure_tool("h2load", "nghttp2-client", required=False)
+    have_h2load = "3h2" in parse_only(args.only) and ensure_tool(
+        "h2load", "nghttp2-client", required=False
+    )
     if not (CERTS / "server.pem").exists():
         log("certs/ missing: make certs")
         subprocess.run(["make", "certs"], cwd=ROOT, check=True)
+    if "postgres" in databases and not DB_PASSWORD_FILE.exists():
+        # compose.postgres.yaml mounts it into api and db; the bench's cluster is created anew
+        # on each run (down -v), so any password works, but it must exist.
+        log("secrets/db_password missing: make secrets")
+        subprocess.run(["make", "secrets"], cwd=ROOT, check=True)
+    return have_h2load
 
-    env = compose_env(overrides, ports)
+
+def run_pass(
+    args: argparse.Namespace,
+    database: str,
+    stamp: str,
+    wanted: set[str],
+    have_h2load: bool,
+    *,
+    rebuild: bool,
+    keep: bool,
+) -> dict[str, Any]:
+    """One stack on ``database``: up, seed, the ``wanted`` measurements, down. Its results."""
+    overrides = parse_overrides(args.set)
+    ports = {"https": args.https_port, "http": args.http_port, "api": args.api_port}
+    env = compose_env(overrides, ports, database)
     run_id = uuid.uuid4().hex[:8]
-    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     results: dict[str, Any] = {
         "timestamp": stamp,
+        "database": database,
+        "pass_started": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "label": args.label,
         "git": git_rev(),
         "settings": overrides,
@@ -178,6 +219,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "wrk_connections": args.connections,
             "rate_fraction": args.rate_fraction,
             "ports": ports,
+            "compose_files": [
+                str(Path(f).relative_to(ROOT)) for f in env["COMPOSE_FILE"].split(os.pathsep)
+            ],
         },
         "host": {
             "cpus": os.cpu_count(),
@@ -193,10 +237,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
 
     try:
-        log(f"project {PROJECT}: clearing any leftovers")
+        log(f"project {PROJECT} on {DATABASES[database]}: clearing any leftovers")
         down(env, grace_s=5)
         results["startup"] = start(env)
-        containers = {s: container_id(env, s) for s in ("api", "nginx")}
+        # api and nginx, and db on PostgreSQL: its CPU is part of every request's cost there.
+        containers = stack_containers(env)
         results["startup"]["timeline"] = {s: health_timeline(c) for s, c in containers.items()}
         meter = CpuMeter(containers, ports)
         results["seed"] = seed(f"https://127.0.0.1:{ports['https']}", run_id)
@@ -205,18 +250,28 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             args, meter, env, ports, results["seed"]["item_id"], run_id, wanted, have_h2load
         )
         results["api_errors_logged"] = count_in_logs(env, "api", started_at, '"level": "ERROR"')
-        results["images"] = image_summary()
+        if "db" in containers:
+            # A failed statement (a constraint, a timeout, too many connections) is logged by
+            # the server even when the API turns it into a 4xx or retries it.
+            results["db_errors_logged"] = sum(
+                count_in_logs(env, "db", started_at, level) for level in ("ERROR:", "FATAL:")
+            )
+        results["images"] = image_summary(database)
         # Last of the measurements: it replaces the API's container (and its logs, read above).
         if wanted & set(FLOOR_KEYS):
             floor, results["floor"] = run_floor(args, env, ports, run_id, wanted)
             results["measurements"] += floor
-        if not args.skip_rebuild:
+        if rebuild:
             log("timing a code-only rebuild of the API image (copy under /tmp)")
             results["rebuild"] = measure_rebuild(env)
     finally:
-        if args.keep:
+        if keep:
             serving = " (the api service runs the floor app)" if "floor" in results else ""
-            log(f"--keep: stack left up{serving} (docker compose -p {PROJECT} down -v to remove)")
+            files = " ".join(f"-f {f}" for f in results["config"]["compose_files"])
+            log(
+                f"--keep: stack left up{serving} (docker compose -p {PROJECT} {files} down -v"
+                " to remove)"
+            )
         else:
             log("tearing down")
             down(env, grace_s=10)
@@ -226,19 +281,63 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return results
 
 
+def save(results: dict[str, Any], name: str) -> Path:
+    RESULTS_DIR.mkdir(exist_ok=True)
+    path = RESULTS_DIR / f"{name}.json"
+    path.write_text(json.dumps(results, indent=2) + "\n")
+    return path
+
+
+def run(args: argparse.Namespace) -> None:
+    """Every pass of ``--db``, each saved and printed as soon as it is done; then, for both
+    databases, the comparison."""
+    databases = list(DATABASES) if args.db == "both" else [args.db]
+    wanted = parse_only(args.only)
+    have_h2load = prepare(args, databases)
+    # One timestamp for the whole run: the files of its passes sort and pair by it.
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    passes: dict[str, dict[str, Any]] = {}
+    for i, database in enumerate(databases):
+        first, last = i == 0, i == len(databases) - 1
+        results = run_pass(
+            args,
+            database,
+            stamp,
+            # The floor app has its own SQLite file whatever the API runs on, and the rebuild
+            # times a build: once per run is enough for either.
+            wanted if first else wanted - set(FLOOR_KEYS),
+            have_h2load,
+            rebuild=first and not args.skip_rebuild,
+            # Two stacks on the same ports cannot both stay up: --keep keeps the last.
+            keep=args.keep and last,
+        )
+        passes[database] = results
+        path = save(results, f"{stamp}-{database}")
+        print(markdown(results))
+        print(f"\nResults: {path.relative_to(ROOT)}\n", flush=True)
+    if len(passes) == 2:
+        rows = compare.comparison(passes["sqlite"], passes["postgres"])
+        path = save(
+            {
+                "timestamp": stamp,
+                "label": args.label,
+                "results": [f"{stamp}-{database}.json" for database in passes],
+                "rows": rows,
+            },
+            f"{stamp}-comparison",
+        )
+        print(compare.markdown(rows, passes["sqlite"], passes["postgres"]))
+        print(f"\nComparison: {path.relative_to(ROOT)}")
+
+
 def main() -> int:
     args = parse_args()
     try:
         with terminate_cleanly():
-            results = run(args)
+            run(args)
     except BenchError as exc:
         print(f"bench: error: {exc}", file=sys.stderr)
         return 1
-    RESULTS_DIR.mkdir(exist_ok=True)
-    path = RESULTS_DIR / f"{results['timestamp']}.json"
-    path.write_text(json.dumps(results, indent=2) + "\n")
-    print(markdown(results))
-    print(f"\nResults: {path.relative_to(ROOT)}")
     return 0
 
 

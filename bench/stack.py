@@ -17,14 +17,21 @@ from typing import Any
 
 from common import BENCH_DIR, CERTS, IMAGE_TAG, PROJECT, ROOT, BenchError, log
 
-COMPOSE_FILES = [ROOT / "compose.yaml", BENCH_DIR / "compose.bench.yaml"]
-
-
 # --- compose --------------------------------------------------------------------------------
 
 
-def compose_env(overrides: dict[str, str], ports: dict[str, int]) -> dict[str, str]:
-    """The environment for every `docker compose` call: bench ports and tag, then --set values."""
+def compose_files(database: str) -> list[Path]:
+    """compose.yaml, PostgreSQL's db service when it is the database, then the bench override
+    (last, so its changes to the api service win over both)."""
+    files = [ROOT / "compose.yaml"]
+    if database == "postgres":
+        files.append(ROOT / "compose.postgres.yaml")
+    return [*files, BENCH_DIR / "compose.bench.yaml"]
+
+
+def compose_env(overrides: dict[str, str], ports: dict[str, int], database: str) -> dict[str, str]:
+    """The environment for every `docker compose` call: bench ports and tag, the compose files
+    of ``database``, then --set values."""
     env = dict(os.environ)
     # Same defaults as the Makefile: Debian's old buildx (if any) cannot do Bake, and nginx must
     # be able to read certs/server.key (handed to uid 10001 by certs.py when run as root).
@@ -38,6 +45,10 @@ def compose_env(overrides: dict[str, str], ports: dict[str, int]) -> dict[str, s
             "BENCH_API_PORT": str(ports["api"]),
             "BIND_ADDRESS": "127.0.0.1",
             "IMAGE_TAG": IMAGE_TAG,
+            # Compose's own variable, and the only place the files are chosen: every call made
+            # with this environment (build, up, logs, the floor's, down) names the same ones,
+            # so a PostgreSQL stack is never handled without its db service.
+            "COMPOSE_FILE": os.pathsep.join(str(f) for f in compose_files(database)),
         }
     )
     env.update(overrides)
@@ -53,10 +64,11 @@ def compose(
 ) -> subprocess.CompletedProcess[str]:
     """Run `docker compose` on the bench project; raise BenchError on failure when ``check``.
 
-    ``extra_files`` are layered after the usual two (e.g. the floor override).
+    The files are those of ``env`` (COMPOSE_FILE, see compose_env); ``extra_files`` are layered
+    after them (e.g. the floor override). Any -f replaces COMPOSE_FILE, hence all of them here.
     """
     cmd = ["docker", "compose", "-p", PROJECT]
-    for f in [*COMPOSE_FILES, *extra_files]:
+    for f in [*env["COMPOSE_FILE"].split(os.pathsep), *extra_files]:
         cmd += ["-f", str(f)]
     cmd += list(args)
     pipe = subprocess.PIPE if capture else None
@@ -84,12 +96,22 @@ def compose(
 
 
 def down(env: dict[str, str], grace_s: int) -> None:
-    """Remove the stack and its volume; never fails (also used for leftovers and teardown).
+    """Remove the stack and its volumes; never fails (also used for leftovers and teardown).
 
     Also after the floor phase: containers are found by the project's label, and
     compose.floor.yaml adds no service, network or volume that these files would not name.
     """
     compose(env, "down", "-v", "--remove-orphans", "-t", str(grace_s), capture=True, check=False)
+    # `down -v` removes only the volumes its files declare: the PostgreSQL data volume of a killed
+    # `--db postgres` run would outlive a SQLite run's clean-up (--remove-orphans takes its
+    # container, not its volume). The project's label finds every one of them.
+    listed = subprocess.run(
+        ["docker", "volume", "ls", "-q", "--filter", f"label=com.docker.compose.project={PROJECT}"],
+        capture_output=True,
+        text=True,
+    )
+    if volumes := listed.stdout.split():
+        subprocess.run(["docker", "volume", "rm", *volumes], capture_output=True)
 
 
 def start(env: dict[str, str]) -> dict[str, float]:
@@ -114,6 +136,12 @@ def container_id(env: dict[str, str], service: str) -> str:
     if not out:
         raise BenchError(f"no container for service {service}")
     return out.splitlines()[0]
+
+
+def stack_containers(env: dict[str, str]) -> dict[str, str]:
+    """Container id of every running service: api and nginx, and db on PostgreSQL."""
+    services = compose(env, "ps", "--services", capture=True).stdout.split()
+    return {s: container_id(env, s) for s in sorted(services)}
 
 
 def docker_inspect(ref: str, fmt: str) -> str:
