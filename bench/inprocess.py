@@ -1,9 +1,9 @@
 """The API's own cost per request, without HTTP server, proxy or Docker: the app's share of 2-5.
 
 Calls the WSGI app (``api.create_app()``, the same middleware and hooks as in the image, with
-nginx's forwarding headers) directly, on a throwaway SQLite file, and prints what one request
-costs. Two ways to count, because this machine's CPU time per request moves by +-30% between
-runs (other tenants, frequency):
+nginx's forwarding headers) directly, on a throwaway SQLite file (or the database of
+``--database-url``), and prints what one request costs. Two ways to count, because this
+machine's CPU time per request moves by +-30% between runs (other tenants, frequency):
 
 - default: CPU seconds (``time.process_time``) per request, best of 5 batches;
 - ``--instructions``: instructions per request under ``valgrind --tool=callgrind``, which are
@@ -16,6 +16,16 @@ runs (other tenants, frequency):
 
 Kinds: ``get`` (GET /api/items/<id>), ``post`` (POST /api/users, unique emails), ``page``
 (GET /api/items?limit=20 of 25 public items). The log goes to /dev/null.
+
+``--database-url`` runs the same on a database server, e.g. the stack's PostgreSQL image started
+by hand (the password as the API reads it, from a file):
+
+    DATABASE_PASSWORD_FILE=secrets/db_password .venv/bin/python bench/inprocess.py \
+        --database-url postgresql+psycopg://api@<db address>:5432/api
+
+The schema is migrated as the image does; every run adds its own owner, items and users (names
+carry a token of the run), so runs can share one database. The CPU counted is this process's
+only: the server's share, and the wait for it, are not in the figure.
 """
 
 from __future__ import annotations
@@ -32,6 +42,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -48,9 +59,12 @@ FORWARDED = {
 }
 
 
-def make_client() -> Callable[..., tuple[str, bytes]]:
-    """A WSGI caller for a fresh app on a fresh database (migrated like the image does)."""
-    os.environ["DATABASE_URL"] = f"sqlite:///{tempfile.mkdtemp(prefix='inprocess-')}/api.db"
+def make_client(database_url: str | None) -> Callable[..., tuple[str, bytes]]:
+    """A WSGI caller for a fresh app on ``database_url`` (default: a fresh SQLite file),
+    migrated like the image does."""
+    os.environ["DATABASE_URL"] = (
+        database_url or f"sqlite:///{tempfile.mkdtemp(prefix='inprocess-')}/api.db"
+    )
     from api import create_app
     from api.core.config import load_settings
     from api.migrate import upgrade
@@ -91,17 +105,22 @@ def make_client() -> Callable[..., tuple[str, bytes]]:
     return call
 
 
-def workload(kind: str) -> Callable[[], None]:
-    call = make_client()
-    _, body = call("POST", "/api/users", {"name": "Owner", "email": "owner@example.com"})
+def workload(kind: str, database_url: str | None = None) -> Callable[[], None]:
+    call = make_client(database_url)
+    # Unique per run: a database given with --database-url may hold earlier runs' users.
+    token = uuid.uuid4().hex[:8]
+    owner = {"name": "Owner", "email": f"owner-{token}@example.com"}
+    _, body = call("POST", "/api/users", owner)
     auth = {"authorization": f"Bearer {json.loads(body)['api_key']}"}
+    ids = []
     for i in range(25):
-        call("POST", "/api/items", {"name": f"item {i}", "is_public": True}, **auth)
-    emails = (f"user{n}@example.com" for n in itertools.count())
+        _, body = call("POST", "/api/items", {"name": f"item {i}", "is_public": True}, **auth)
+        ids.append(json.loads(body)["id"])
+    emails = (f"user-{token}-{n}@example.com" for n in itertools.count())
 
     def one() -> None:
         if kind == "get":
-            status, _ = call("GET", "/api/items/1")
+            status, _ = call("GET", f"/api/items/{ids[0]}")
         elif kind == "post":
             status, _ = call("POST", "/api/users", {"name": "Bench", "email": next(emails)})
         else:
@@ -112,8 +131,8 @@ def workload(kind: str) -> Callable[[], None]:
     return one
 
 
-def cpu_ms(kind: str, n: int) -> float:
-    one = workload(kind)
+def cpu_ms(kind: str, n: int, database_url: str | None) -> float:
+    one = workload(kind, database_url)
     for _ in range(200):  # warm caches (statement cache, schema, imports)
         one()
     best = float("inf")
@@ -125,13 +144,15 @@ def cpu_ms(kind: str, n: int) -> float:
     return best * 1000
 
 
-def instructions(kind: str, n: int) -> int:
+def instructions(kind: str, n: int, database_url: str | None) -> int:
     if not shutil.which("valgrind"):
         raise SystemExit("--instructions needs valgrind (apt-get install valgrind)")
 
     def total(requests: int) -> int:
         cmd = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null"]
         cmd += [sys.executable, __file__, "--run", kind, "--n", str(requests)]
+        if database_url:
+            cmd += ["--database-url", database_url]
         env = {**os.environ, "PYTHONHASHSEED": "0"}
         out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True).stderr
         return int(re.search(r"Collected : (\d+)", out).group(1))  # type: ignore[union-attr]
@@ -144,20 +165,24 @@ def main() -> None:
     parser.add_argument("kinds", nargs="*", metavar="KIND", help=f"any of {', '.join(KINDS)}")
     parser.add_argument("--instructions", action="store_true", help="count with callgrind")
     parser.add_argument("--n", type=int, default=None, help="requests per batch")
+    parser.add_argument(
+        "--database-url", help="DATABASE_URL to run on (default: a throwaway SQLite file)"
+    )
     parser.add_argument("--run", choices=KINDS, help=argparse.SUPPRESS)  # one valgrind pass
     args = parser.parse_args()
     if unknown := set(args.kinds) - set(KINDS):
         parser.error(f"unknown kind(s): {', '.join(sorted(unknown))}")
+    url = args.database_url
     if args.run:
-        one = workload(args.run)
+        one = workload(args.run, url)
         for _ in range(args.n):
             one()
         return
     for kind in args.kinds or KINDS:
         if args.instructions:
-            print(f"{kind}: {instructions(kind, args.n or 100):,} instructions per request")
+            print(f"{kind}: {instructions(kind, args.n or 100, url):,} instructions per request")
         else:
-            print(f"{kind}: {cpu_ms(kind, args.n or 2000):.3f} ms of CPU per request")
+            print(f"{kind}: {cpu_ms(kind, args.n or 2000, url):.3f} ms of CPU per request")
 
 
 if __name__ == "__main__":
