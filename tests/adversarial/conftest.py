@@ -2,9 +2,9 @@
 
 The images, private network, per-run TLS certificates, `launcher` (hardened containers on
 127.0.0.1 ports, removed at the end) and `stack` (API behind nginx with rate limits OFF and a
-connection limit of 1000) come from tests/integration/conftest.py, imported here so both suites
-build and run the stack the same way. Its hooks come along too: a per-test time limit and the
-containers' logs attached to every failure.
+connection limit of 1000) come from tests/support/fixtures.py, imported here as in the
+integration suite, so both build and run the stack the same way. Its hooks come along too: a
+per-test time limit and the containers' logs attached to every failure.
 
 Every local client reaches nginx from the same address (docker-proxy's), so all of them share one
 rate-limit bucket: attacks that send a lot run against `stack` (limits off); the guessing-burst
@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.conftest import (  # noqa: F401  (fixtures and hooks, re-exported)
+from tests.support.fixtures import (  # noqa: F401  (fixtures and hooks, re-exported)
     db_password,
     docker_client,
     images,

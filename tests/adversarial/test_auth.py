@@ -21,7 +21,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from .support import assert_error_json, new_session, raw_request, wait_until
+from tests.support.http import assert_error_json, new_session, raw_request
+from tests.support.waiting import wait_until
 
 NO_ACCESS = "You do not have access to this item."
 

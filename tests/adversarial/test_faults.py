@@ -30,7 +30,10 @@ from dataclasses import dataclass, field
 import pytest
 import requests
 
-from .support import assert_error_json, new_session, own_stack, unique_email, wait_until
+from tests.support.containers import own_stack
+from tests.support.domain import unique_email
+from tests.support.http import assert_error_json, new_session
+from tests.support.waiting import wait_until
 
 CLIENTS = 4
 WORKERS = 3

@@ -23,7 +23,8 @@ from collections.abc import Callable
 
 import pytest
 
-from .support import assert_json_error, raw_request, tls_context, unique_email
+from tests.support.domain import unique_email
+from tests.support.http import assert_json_error, raw_request, tls_context
 
 Build = Callable[[str], bytes]  # API key -> the raw request
 

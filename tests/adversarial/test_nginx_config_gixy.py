@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.containers import NGINX_IMAGE, Tls
+from tests.support.containers import NGINX_IMAGE, Tls
 
 RENDERED_IN_IMAGE = "/tmp/nginx/"
 

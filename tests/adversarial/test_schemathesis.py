@@ -33,7 +33,7 @@ from pathlib import Path
 
 import pytest
 
-from .support import get_json
+from tests.support.http import get_json
 
 MIN_CASES = 1000
 MAX_EXAMPLES = 100  # per operation and phase; 12 operations give well over MIN_CASES

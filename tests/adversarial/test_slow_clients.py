@@ -29,7 +29,8 @@ from pathlib import Path
 
 import pytest
 
-from .support import Load, percentile, wait_until
+from tests.support.clients import Load, percentile
+from tests.support.waiting import wait_until
 
 SLOW = 200
 ATTACK_SECONDS = 15

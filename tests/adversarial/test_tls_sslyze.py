@@ -47,9 +47,9 @@ from sslyze.mozilla_tls_profile.tls_config_checker import (
     check_server_against_tls_configuration,
 )
 
-from tests.integration.containers import _LAUNCHERS, Launcher, Tls
-
-from .support import new_session, wait_until
+from tests.support.containers import _LAUNCHERS, Launcher, Tls
+from tests.support.http import new_session
+from tests.support.waiting import wait_until
 
 
 def _name(common_name: str) -> x509.Name:

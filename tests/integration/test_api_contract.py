@@ -6,18 +6,15 @@ from typing import Any
 
 import pytest
 
-from .conftest import DATABASES, on_database
-from .support import assert_error_json, unique_email
+from tests.support.domain import auth, unique_email
+from tests.support.fixtures import DATABASES, on_database
+from tests.support.http import assert_error_json
 
 
 @pytest.fixture(params=DATABASES)
 def stack(request):
     """Every test here runs on SQLite and on PostgreSQL."""
     return on_database(request)
-
-
-def auth(user: dict[str, Any]) -> dict[str, str]:
-    return {"Authorization": f"Bearer {user['api_key']}"}
 
 
 def test_create_user_returns_201_with_key_and_location(stack):

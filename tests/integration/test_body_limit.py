@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import uuid
 
-from .support import assert_error_json, find_log_entry, unique_email, wait_until
+from tests.support.domain import unique_email
+from tests.support.http import assert_error_json, find_log_entry
+from tests.support.waiting import wait_until
 
 TWO_MIB = 2 * 1024 * 1024  # the default limit is 1 MiB
 

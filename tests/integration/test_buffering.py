@@ -19,7 +19,10 @@ from collections.abc import Iterator
 import pytest
 import requests
 
-from .support import SlowUpload, Trickler, http_get, unique_email, wait_until
+from tests.support.clients import SlowUpload, Trickler
+from tests.support.domain import unique_email
+from tests.support.http import http_get
+from tests.support.waiting import wait_until
 
 SLOTS = 2  # GUNICORN_WORKERS=1 x GUNICORN_THREADS=2
 SLOW_CLIENTS = 3 * SLOTS

@@ -18,7 +18,10 @@ from dataclasses import dataclass
 import pytest
 import requests
 
-from .support import SlowUpload, assert_error_json, http_get, unique_email, wait_until
+from tests.support.clients import SlowUpload
+from tests.support.domain import unique_email
+from tests.support.http import assert_error_json, http_get
+from tests.support.waiting import wait_until
 
 GRACEFUL_TIMEOUT = 20  # GUNICORN_GRACEFUL_TIMEOUT of the containers stopped here
 

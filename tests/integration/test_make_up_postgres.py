@@ -6,8 +6,10 @@ import json
 import os
 import subprocess
 
-from .containers import REPO, RUN_ID, free_port
-from .support import http_get, new_session, unique_email, wait_until
+from tests.support.containers import REPO, RUN_ID, free_port
+from tests.support.domain import unique_email
+from tests.support.http import http_get, new_session
+from tests.support.waiting import wait_until
 
 
 def test_database_postgres_make_up_runs_the_stack_on_postgresql(docker_client):

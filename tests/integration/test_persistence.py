@@ -7,18 +7,16 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from .conftest import DATABASES, on_database
-from .support import find_log_entry, wait_until
+from tests.support.domain import auth
+from tests.support.fixtures import DATABASES, on_database
+from tests.support.http import find_log_entry
+from tests.support.waiting import wait_until
 
 
 @pytest.fixture(params=DATABASES)
 def stack(request):
     """Every test here runs on SQLite and on PostgreSQL."""
     return on_database(request)
-
-
-def auth(user: dict) -> dict[str, str]:
-    return {"Authorization": f"Bearer {user['api_key']}"}
 
 
 def assert_data_present(stack, user: dict, item_id: int) -> None:

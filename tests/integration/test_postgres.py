@@ -9,8 +9,10 @@ import uuid
 
 import pytest
 
-from .conftest import DATABASES, on_database
-from .support import assert_error_json, find_log_entry, unique_email, wait_until
+from tests.support.domain import unique_email
+from tests.support.fixtures import DATABASES, on_database
+from tests.support.http import assert_error_json, find_log_entry
+from tests.support.waiting import wait_until
 
 
 def test_readyz_follows_the_database_and_the_api_is_not_restarted(postgres_stack):

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import uuid
 
-from .support import find_log_entry, unique_email, wait_until
+from tests.support.domain import unique_email
+from tests.support.http import find_log_entry
+from tests.support.waiting import wait_until
 
 
 def log_entries(stack, request_id: str) -> tuple[dict, dict]:

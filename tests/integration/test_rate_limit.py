@@ -12,7 +12,9 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from .support import Fatal, assert_error_json, unique_email, wait_until
+from tests.support.domain import unique_email
+from tests.support.http import assert_error_json
+from tests.support.waiting import Fatal, wait_until
 
 
 @pytest.fixture

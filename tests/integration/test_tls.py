@@ -17,7 +17,7 @@ from collections.abc import Iterator
 import pytest
 import trustme
 
-from .support import http_get
+from tests.support.http import http_get
 
 LEGACY = [ssl.TLSVersion.TLSv1, ssl.TLSVersion.TLSv1_1]
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
-from .support import assert_error_json, unique_email
+from tests.support.domain import unique_email
+from tests.support.http import assert_error_json
 
 GATEWAY_ERRORS = (502, 503, 504)
 

@@ -1,9 +1,9 @@
-"""The containers the integration and adversarial suites run: images, hardened services, stacks.
+"""The containers the suites run: images, hardened services, stacks.
 
-Plain classes and constants; the pytest fixtures that create them live in conftest.py.
+Plain classes and constants; the pytest fixtures that create them live in fixtures.py.
 """
 
-# conftest.py sets the TESTCONTAINERS_* variables before anything imports testcontainers.
+# fixtures.py sets the TESTCONTAINERS_* variables before anything imports testcontainers.
 
 from __future__ import annotations
 
@@ -22,7 +22,9 @@ import requests
 from testcontainers.core.container import DockerContainer
 from testcontainers.core.network import Network
 
-from .support import Fatal, new_session, unique_email, wait_until
+from . import domain
+from .http import new_session
+from .waiting import Fatal, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 API_IMAGE = "flask-stack-api:test"
@@ -417,10 +419,12 @@ class Stack:
         self.wait_ready()
 
     def create_user(self, name: str = "Test User", email: str | None = None) -> dict[str, Any]:
-        response = self.post("/api/users", json={"name": name, "email": email or unique_email()})
-        assert response.status_code == 201, response.text
-        return response.json()
+        """Sign up a user through this stack (support/domain.py)."""
+        return domain.create_user(self, name, email)
 
 
-# --------------------------------------------------------------------------------------------
-# Fixtures
+def own_stack(launcher: Launcher, name: str, *, api_env: dict[str, str], nginx_env: dict[str, str]):
+    """An API + nginx pair of a test's own (for drills that stop, kill or flood them)."""
+    api = launcher.api(name, aliases=(name,), env=api_env)
+    nginx = launcher.nginx(f"{name}-nginx", upstream=f"{name}:8000", env=nginx_env)
+    return launcher.stack(api, nginx)
