@@ -20,7 +20,7 @@ from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import OperationalError
 
 from api.core.config import Settings, SettingsError, load_settings
-from api.core.db import SQLITE_BEGIN, build_engine
+from api.core.db import BEGIN, build_engine
 from api.core.logging import configure_logging
 
 # Any fixed 64-bit number, the same in every version of the app: it names "the migration lock".
@@ -69,7 +69,8 @@ def upgrade(settings: Settings, revision: str = "head") -> None:
         # Without an explicit BEGIN the SQLite engine runs each statement on its own (core/db.py):
         # a second run could read the old revision while the first is half-way.
         conn = _connect(engine, settings.database_wait_seconds)
-        conn.execution_options(**{SQLITE_BEGIN: "EXCLUSIVE"})
+        sqlite = engine.dialect.name == "sqlite"
+        conn.execution_options(**{BEGIN: "BEGIN EXCLUSIVE" if sqlite else "BEGIN"})
         with conn, conn.begin():
             _lock(conn)
             config = alembic_config()

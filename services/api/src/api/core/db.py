@@ -8,13 +8,14 @@ block the writer), a busy timeout (writers queue instead of failing), foreign ke
 ``BEGIN IMMEDIATE`` for write transactions: a deferred transaction that reads first and writes
 later can hit "database is locked" on the lock upgrade without waiting at all. Reads on SQLite open
 no transaction of their own: every read in this app is one statement, which SQLite runs as its own
-implicit (snapshot-consistent) transaction (measured in docs/performance.md); on PostgreSQL the
-same holds in autocommit mode, which reads use too.
+implicit (snapshot-consistent) transaction (measured in docs/performance.md); PostgreSQL
+connections work the same way (autocommit, and BEGIN only for a write transaction).
 
 PostgreSQL gets a bounded pool per worker, a connect timeout and a statement timeout, and a
 liveness check on checkout that costs no round trip (``_drop_dead_connection``).
 """
 
+import contextlib
 import select
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,14 +23,22 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
+import psycopg
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.exc import DisconnectionError
 
 from api.core.config import Settings
 
-# Execution option naming how a SQLite transaction begins ("IMMEDIATE", "EXCLUSIVE"); without it
-# the driver sends no BEGIN at all (see Database.read).
-SQLITE_BEGIN = "sqlite_begin"
+# Execution option: the statement that begins a transaction on a connection ("BEGIN IMMEDIATE"
+# for a SQLite writer, "BEGIN" on PostgreSQL). Without it no BEGIN is sent at all and each
+# statement is its own transaction (see Database.read).
+BEGIN = "begin_statement"
+
+
+def _begin_with_option(conn: Connection) -> None:
+    statement = conn.get_execution_options().get(BEGIN)
+    if statement:
+        conn.exec_driver_sql(statement)
 
 
 def build_engine(settings: Settings, *, sqlite_busy_timeout_ms: int | None = None) -> Engine:
@@ -56,18 +65,18 @@ def build_engine(settings: Settings, *, sqlite_busy_timeout_ms: int | None = Non
         cursor.execute("PRAGMA synchronous = NORMAL")
         cursor.close()
 
-    @event.listens_for(engine, "begin")
-    def _on_begin(conn: Connection) -> None:
-        mode = conn.get_execution_options().get(SQLITE_BEGIN)
-        if mode:
-            conn.exec_driver_sql(f"BEGIN {mode}")
-
+    event.listen(engine, "begin", _begin_with_option)
     return engine
 
 
 def _postgres_engine(settings: Settings) -> Engine:
     engine = create_engine(
         settings.engine_url,
+        # Every connection stays in autocommit and a write transaction begins with an explicit
+        # BEGIN (the BEGIN option), as on SQLite: a read is one statement, with no BEGIN before
+        # it and no ROLLBACK after it, and no connection is switched between modes on each
+        # checkout and return, which psycopg does in several calls (docs/performance.md).
+        isolation_level="AUTOCOMMIT",
         pool_size=settings.database_pool_size,
         max_overflow=settings.database_pool_max_overflow,
         pool_timeout=settings.database_pool_timeout,
@@ -84,6 +93,22 @@ def _postgres_engine(settings: Settings) -> Engine:
         },
     )
     event.listen(engine, "checkout", _drop_dead_connection)
+
+    @event.listens_for(engine, "begin")
+    def _leave_autocommit(conn: Connection) -> None:
+        # A write transaction: psycopg itself sends BEGIN before the next statement (cheaper than
+        # a BEGIN statement through SQLAlchemy), and COMMIT or ROLLBACK at its end.
+        if conn.get_execution_options().get(BEGIN):
+            conn.connection.dbapi_connection.autocommit = False  # type: ignore[union-attr]
+
+    @event.listens_for(engine, "checkin")
+    def _back_to_autocommit(dbapi_conn: Any, _record: Any) -> None:
+        # After the pool's reset (a ROLLBACK if anything was left open): ready for reads again.
+        if dbapi_conn is not None and not dbapi_conn.autocommit:
+            # A connection too broken for this is dropped by the next checkout's check.
+            with contextlib.suppress(psycopg.Error):
+                dbapi_conn.autocommit = True
+
     return engine
 
 
@@ -115,11 +140,7 @@ class Database:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         sqlite = engine.dialect.name == "sqlite"
-        self._writer = engine.execution_options(**{SQLITE_BEGIN: "IMMEDIATE" if sqlite else None})
-        # Reads are single statements, each consistent on its own, as on SQLite: in autocommit
-        # PostgreSQL gets no BEGIN before them and no ROLLBACK when the connection goes back to
-        # the pool, two round trips fewer per read (docs/performance.md).
-        self._reader = engine if sqlite else engine.execution_options(isolation_level="AUTOCOMMIT")
+        self._writer = engine.execution_options(**{BEGIN: "BEGIN IMMEDIATE" if sqlite else "BEGIN"})
         # Per thread and per request: gthread workers run one request per thread at a time.
         self._request_conn: ContextVar[Connection | None] = ContextVar(
             f"request_conn_{id(self)}", default=None
@@ -132,7 +153,7 @@ class Database:
         if outer is not None:
             yield outer
             return
-        with self._reader.connect() as conn:
+        with self.engine.connect() as conn:
             yield conn
 
     @contextmanager
