@@ -29,16 +29,11 @@ from sqlalchemy.exc import DisconnectionError
 
 from api.core.config import Settings
 
-# Execution option: the statement that begins a transaction on a connection ("BEGIN IMMEDIATE"
-# for a SQLite writer, "BEGIN" on PostgreSQL). Without it no BEGIN is sent at all and each
-# statement is its own transaction (see Database.read).
+# Execution option that makes ``Connection.begin()`` open a real transaction, and how: on SQLite
+# its value is the statement ("BEGIN IMMEDIATE", "BEGIN EXCLUSIVE"); on PostgreSQL any value
+# takes the connection out of autocommit. Without it neither database opens a transaction and
+# each statement is its own (see Database.read).
 BEGIN = "begin_statement"
-
-
-def _begin_with_option(conn: Connection) -> None:
-    statement = conn.get_execution_options().get(BEGIN)
-    if statement:
-        conn.exec_driver_sql(statement)
 
 
 def build_engine(settings: Settings, *, sqlite_busy_timeout_ms: int | None = None) -> Engine:
@@ -65,17 +60,21 @@ def build_engine(settings: Settings, *, sqlite_busy_timeout_ms: int | None = Non
         cursor.execute("PRAGMA synchronous = NORMAL")
         cursor.close()
 
-    event.listen(engine, "begin", _begin_with_option)
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        statement = conn.get_execution_options().get(BEGIN)
+        if statement:
+            conn.exec_driver_sql(statement)
+
     return engine
 
 
 def _postgres_engine(settings: Settings) -> Engine:
     engine = create_engine(
         settings.engine_url,
-        # Every connection stays in autocommit and a write transaction begins with an explicit
-        # BEGIN (the BEGIN option), as on SQLite: a read is one statement, with no BEGIN before
-        # it and no ROLLBACK after it, and no connection is switched between modes on each
-        # checkout and return, which psycopg does in several calls (docs/performance.md).
+        # Connections live in autocommit and only a write transaction leaves it (below), as on
+        # SQLite: a read is one statement, with no BEGIN before it, no ROLLBACK after it, and no
+        # switch of the connection's mode on checkout and return (docs/performance.md).
         isolation_level="AUTOCOMMIT",
         pool_size=settings.database_pool_size,
         max_overflow=settings.database_pool_max_overflow,
