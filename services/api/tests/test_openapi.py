@@ -92,3 +92,27 @@ def test_docs_page_is_served_offline(client):
 @pytest.mark.parametrize("path", ["/openapi", "/openapi/openapi.json", "/openapi/swagger", "/api/"])
 def test_library_doc_uis_are_not_exposed(client, path):
     assert client.get(path).status_code == 404
+
+
+def test_operation_ids_are_the_view_names(client):
+    """The ids a generated client names its functions by: a change here breaks clients."""
+    spec = client.get("/api/openapi.json").get_json()
+    ids = {
+        (method.upper(), path): operation["operationId"]
+        for path, item in spec["paths"].items()
+        for method, operation in item.items()
+    }
+    assert ids == {
+        ("GET", "/api/users"): "list_users",
+        ("POST", "/api/users"): "create_user",
+        ("GET", "/api/users/me"): "get_me",
+        ("PATCH", "/api/users/me"): "update_me",
+        ("DELETE", "/api/users/me"): "delete_me",
+        ("POST", "/api/users/me/api-key"): "rotate_api_key",
+        ("GET", "/api/users/{user_id}"): "get_user",
+        ("GET", "/api/items"): "list_items",
+        ("POST", "/api/items"): "create_item",
+        ("GET", "/api/items/{item_id}"): "get_item",
+        ("PATCH", "/api/items/{item_id}"): "update_item",
+        ("DELETE", "/api/items/{item_id}"): "delete_item",
+    }
