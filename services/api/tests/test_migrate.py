@@ -2,6 +2,7 @@
 
 import multiprocessing
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -13,9 +14,10 @@ from alembic.script import ScriptDirectory
 from api_helpers import sqlite_url
 from sqlalchemy import inspect, text
 
+from api import migrate
 from api.core.config import load_settings
 from api.core.db import build_engine
-from api.migrate import alembic_config, main, upgrade
+from api.migrate import alembic_config, main, new_revision, upgrade
 from api.tables import metadata
 
 RUNS = 6
@@ -99,3 +101,17 @@ def test_migrate_waits_for_the_database_then_gives_up(monkeypatch):
     with pytest.raises(SystemExit, match="DATABASE_WAIT_SECONDS=2"):
         main([])
     assert time.monotonic() - started >= 2
+
+
+def test_a_new_revision_is_numbered_and_empty_when_the_tables_match(tmp_path):
+    """`make migration`: against a copy of the migrations, so the repository is not touched."""
+    copy = tmp_path / "migrations"
+    shutil.copytree(Path(migrate.__file__).parent / "migrations", copy)
+    path = new_revision("nothing new", alembic_config(str(copy)))
+    assert path.parent == copy / "versions"
+    text = path.read_text()
+    assert path.name == "0003_nothing_new.py"
+    assert "Revision ID: 0003\nRevises: 0002\n" in text
+    upgrade_body = text.split("def upgrade() -> None:")[1].split("def downgrade")[0]
+    statements = [line.strip() for line in upgrade_body.splitlines() if line.strip()]
+    assert [line for line in statements if not line.startswith("#")] == ["pass"]

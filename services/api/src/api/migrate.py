@@ -12,10 +12,13 @@ up-to-date database is left as it is.
 import argparse
 import logging
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from alembic.script import Script, ScriptDirectory
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import OperationalError
 
@@ -29,10 +32,10 @@ ADVISORY_LOCK_ID = 0x666C61736B5F6D67  # b"flask_mg"
 SQLITE_LOCK_WAIT_MS = 120_000
 
 
-def alembic_config() -> Config:
+def alembic_config(script_location: str = "api:migrations") -> Config:
     """Alembic configuration pointing at the migrations shipped inside the package."""
     config = Config()
-    config.set_main_option("script_location", "api:migrations")
+    config.set_main_option("script_location", script_location)
     return config
 
 
@@ -81,6 +84,31 @@ def upgrade(settings: Settings, revision: str = "head") -> None:
         engine.dispose()
 
 
+def new_revision(message: str, config: Config | None = None) -> Path:
+    """Write a migration for what tables.py has and the migrations do not (``make migration``).
+
+    Alembic compares the tables with a scratch SQLite database brought to the newest revision;
+    the new file takes the next number (0003, 0004, ...). Read it before committing it:
+    autogenerate misses some changes (renames look like a drop and an add).
+    """
+    config = config or alembic_config()
+    head = ScriptDirectory.from_config(config).get_current_head()
+    with tempfile.TemporaryDirectory() as scratch:
+        settings = load_settings(database_url=f"sqlite:///{scratch}/scratch.sqlite3")
+        engine = build_engine(settings)
+        try:
+            with engine.begin() as conn:
+                config.attributes["connection"] = conn
+                command.upgrade(config, "head")
+                script = command.revision(
+                    config, message=message, autogenerate=True, rev_id=f"{int(head or 0) + 1:04d}"
+                )
+        finally:
+            engine.dispose()
+    assert isinstance(script, Script), script  # one revision, not a list of them
+    return Path(script.path)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m api.migrate", description=__doc__)
     parser.add_argument(
@@ -88,7 +116,15 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="run only if MIGRATE_ON_START is true (the container entrypoint's call)",
     )
+    parser.add_argument(
+        "--new-revision",
+        metavar="MESSAGE",
+        help="write a migration for what tables.py adds (make migration m=...), then exit",
+    )
     args = parser.parse_args(argv)
+    if args.new_revision:
+        print(f"wrote {new_revision(args.new_revision)}")
+        return
     try:
         settings = load_settings()
     except SettingsError as exc:
