@@ -98,7 +98,7 @@ def test_gunicorn_fails_fast_on_bad_gunicorn_settings(name, value):
     result = run([str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "api.wsgi:app"], **{name: value})
     assert result.returncode != 0
     assert "Traceback" not in result.stderr
-    assert result.stderr.strip().startswith(f"Invalid gunicorn configuration: {name}")
+    assert result.stderr.strip().startswith(f"Invalid configuration: {name}")
 
 
 def test_gunicorn_refuses_an_idempotency_lease_longer_than_its_timeout():

@@ -1,7 +1,7 @@
 """Settings, read once from the environment (see ``.env.example`` for every variable)."""
 
 from pathlib import Path
-from typing import Literal, Self
+from typing import Literal, Self, TypeVar
 
 from pydantic import Field, PrivateAttr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -103,19 +103,52 @@ class Settings(BaseSettings):
         return self._engine_url
 
 
-def load_settings(**overrides: object) -> Settings:
-    """Build settings from the environment (plus explicit overrides) or raise ``SettingsError``.
+class GunicornSettings(BaseSettings):
+    """gunicorn's settings (gunicorn.conf.py): ``GUNICORN_*`` and ``FORWARDED_ALLOW_IPS``."""
 
-    The error text is one paragraph naming each bad variable, so a misconfigured container says
-    what to fix instead of printing a pydantic traceback.
-    """
+    model_config = SettingsConfigDict(
+        env_prefix="GUNICORN_",
+        case_sensitive=False,
+        extra="ignore",
+        frozen=True,
+        env_ignore_empty=True,
+        populate_by_name=True,
+    )
+
+    bind: str = "0.0.0.0:8000"
+    # None: one per CPU, at least two (gunicorn.conf.py says why).
+    workers: int | None = Field(default=None, ge=1)
+    worker_class: Literal["gthread", "sync"] = "gthread"
+    threads: int = Field(default=4, ge=1)
+    timeout: int = Field(default=30, ge=1)
+    graceful_timeout: int = Field(default=30, ge=1)
+    keepalive: int = Field(default=75, ge=0)
+    max_requests: int = Field(default=0, ge=0)
+    max_requests_jitter: int = Field(default=1000, ge=0)
+    # gunicorn's own variable name, without the prefix.
+    forwarded_allow_ips: str = Field(default="*", validation_alias="FORWARDED_ALLOW_IPS")
+
+
+def _variable(model: type[BaseSettings], loc: tuple[str | int, ...]) -> str:
+    """The environment variable behind an error's location (field names are not what users set)."""
+    name = str(loc[0])
+    field = model.model_fields.get(name)
+    if field is not None and isinstance(field.validation_alias, str):
+        return field.validation_alias
+    return (str(model.model_config.get("env_prefix", "")) + name).upper()
+
+
+S = TypeVar("S", bound=BaseSettings)
+
+
+def _load(model: type[S], overrides: dict[str, object]) -> S:
     try:
-        return Settings(**overrides)  # type: ignore[arg-type]
+        return model(**overrides)
     except ValidationError as exc:
         # The offending value is left out on purpose: DATABASE_URL may carry a password. Checks
         # across fields (the password file) have no location; their message names the variable.
         problems = "; ".join(
-            f"{'.'.join(str(part) for part in err['loc']).upper()}: {err['msg']}"
+            f"{_variable(model, err['loc'])}: {err['msg']}"
             if err["loc"]
             else err["msg"].removeprefix("Value error, ")
             for err in exc.errors()
@@ -124,3 +157,17 @@ def load_settings(**overrides: object) -> Settings:
             f"Invalid configuration: {problems}. Fix the environment variable(s) named above "
             "(see services/api/.env.example) and start again."
         ) from None
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build settings from the environment (plus explicit overrides) or raise ``SettingsError``.
+
+    The error text is one paragraph naming each bad variable, so a misconfigured container says
+    what to fix instead of printing a pydantic traceback.
+    """
+    return _load(Settings, overrides)
+
+
+def load_gunicorn_settings(**overrides: object) -> GunicornSettings:
+    """gunicorn's settings from the environment, with the same errors as ``load_settings``."""
+    return _load(GunicornSettings, overrides)
