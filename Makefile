@@ -84,6 +84,10 @@ up: bootstrap certs secrets ## Build and start the stack (DATABASE=postgres: on 
 	@echo "Stack is up: $(BASE_URL)/api/docs"
 	@echo "  curl --cacert certs/ca.pem $(BASE_URL)/healthz"
 
+.PHONY: seed
+seed: venv ## Add a few users and items to the running stack and print their API keys (re-runnable)
+	@$(BIN)/python scripts/seed.py --base-url $(BASE_URL) --ca certs/ca.pem
+
 .PHONY: images
 images: bootstrap ## Build the images and tag them with the version and git revision
 	@$(COMPOSE) build
