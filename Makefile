@@ -19,7 +19,7 @@ GIT_REV := $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
 DATABASE ?= $(or $(shell sed -n 's/^DATABASE=//p' .env 2>/dev/null | tail -n 1),sqlite)
 IMAGES := flask-stack-api flask-stack-nginx
 ifeq ($(DATABASE),sqlite)
-COMPOSE := docker compose
+COMPOSE := docker compose -f compose.yaml
 else ifeq ($(DATABASE),postgres)
 COMPOSE := docker compose -f compose.yaml -f compose.postgres.yaml
 IMAGES += flask-stack-postgres
@@ -83,6 +83,15 @@ up: bootstrap certs secrets ## Build and start the stack (DATABASE=postgres: on 
 	@echo
 	@echo "Stack is up: $(BASE_URL)/api/docs"
 	@echo "  curl --cacert certs/ca.pem $(BASE_URL)/healthz"
+
+# compose.dev.yaml over the same files: the API's source mounted, gunicorn reloading on change.
+.PHONY: dev
+dev: bootstrap certs secrets ## The same stack with live reload: save a file in services/api/src, the next request runs it
+	@echo "==> stack: building and starting with live reload (compose.dev.yaml)"
+	@$(COMPOSE) -f compose.dev.yaml up --detach --build --wait --remove-orphans
+	@echo
+	@echo "Live reload: edits under services/api/src/api reach $(BASE_URL) in a few seconds."
+	@echo "  make logs (DEBUG) / make down; make up goes back to the image as built"
 
 .PHONY: seed
 seed: venv ## Add a few users and items to the running stack and print their API keys (re-runnable)

@@ -59,6 +59,8 @@ keepalive = server.keepalive
 # does not grow (worker RSS flat over the benchmark's requests). Set it if your code leaks.
 max_requests = server.max_requests
 max_requests_jitter = server.max_requests_jitter
+# `make dev` only: gunicorn polls the loaded files and restarts the workers when one changes.
+reload = server.reload
 # Only nginx on the internal network can reach this port; the app applies ProxyFix itself.
 forwarded_allow_ips = server.forwarded_allow_ips
 # The heartbeat file goes to tmpfs: a disk-backed /tmp can stall it and get workers killed.
@@ -90,6 +92,18 @@ class JsonLogger(glogging.Logger):
 
 
 logger_class = JsonLogger
+
+
+def post_fork(server: object, worker: object) -> None:
+    """With ``reload`` (``make dev``): forget the app's modules that the master imported.
+
+    Checking the settings above imports the ``api`` package, and a forked worker inherits those
+    modules as the master loaded them, at start. Dropped here, the worker imports the source as
+    it is now, so an edit to any file of the app shows once the reloader restarts the workers.
+    """
+    if reload:
+        for name in [name for name in sys.modules if name == "api" or name.startswith("api.")]:
+            del sys.modules[name]
 
 
 def post_worker_init(worker: object) -> None:

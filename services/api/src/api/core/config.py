@@ -125,6 +125,8 @@ class GunicornSettings(BaseSettings):
     keepalive: int = Field(default=75, ge=0)
     max_requests: int = Field(default=0, ge=0)
     max_requests_jitter: int = Field(default=1000, ge=0)
+    # Restart the workers when a loaded source file changes: development only (compose.dev.yaml).
+    reload: bool = False
     # gunicorn's own variable name, without the prefix.
     forwarded_allow_ips: str = Field(default="*", validation_alias="FORWARDED_ALLOW_IPS")
 
