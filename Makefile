@@ -175,5 +175,5 @@ clean: ## Remove containers, the data volumes, local images, certs, secrets and 
 	-@docker ps -aq --filter label=flask-stack.itest-run | xargs -r docker rm -f >/dev/null
 	-@docker network prune -f --filter label=flask-stack.itest-run >/dev/null
 	-@docker volume prune -f --filter label=flask-stack.itest-run >/dev/null
-	rm -rf $(VENV) certs secrets .pytest_cache .ruff_cache
+	rm -rf $(VENV) certs secrets clients .pytest_cache .ruff_cache
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
