@@ -75,7 +75,7 @@ def _presented_key() -> str | None:
 
 
 def _request_hash() -> str:
-    """Method, path and body; a JSON body in canonical form, so key order and spacing differ."""
+    """Method, path and body; a JSON body in canonical form: key order and spacing do not count."""
     body: bytes
     data = request.get_json(silent=True) if current_view_model("body") is not None else None
     if data is not None:
