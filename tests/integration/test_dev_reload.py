@@ -1,7 +1,8 @@
 """`make dev`: a saved source file changes the next responses within seconds, without a rebuild.
 
-The stack runs as `make dev` runs it (compose.yaml + compose.dev.yaml, its own project, ports and
-image tag) with DEV_SOURCE_DIR pointing at a copy of services/api/src, which the test edits.
+The stack runs as `make dev` and `DATABASE=postgres make dev` run it (compose.yaml, on PostgreSQL
+compose.postgres.yaml, then compose.dev.yaml; its own project, ports and image tag), with
+DEV_SOURCE_DIR pointing at a copy of services/api/src, which the test edits.
 """
 
 from __future__ import annotations
@@ -11,18 +12,24 @@ import shutil
 import subprocess
 import uuid
 
+import pytest
+
 from tests.support.containers import REPO, RUN_ID, free_port
 from tests.support.http import http_get
 from tests.support.waiting import wait_until
 
-FILES = ["-f", "compose.yaml", "-f", "compose.dev.yaml"]
+FILES = {
+    "sqlite": ["-f", "compose.yaml", "-f", "compose.dev.yaml"],
+    "postgres": ["-f", "compose.yaml", "-f", "compose.postgres.yaml", "-f", "compose.dev.yaml"],
+}
 
 
-def test_an_edited_source_file_is_served_without_a_rebuild(tmp_path):
+@pytest.mark.parametrize("database", sorted(FILES))
+def test_an_edited_source_file_is_served_without_a_rebuild(tmp_path, database):
     source = tmp_path / "src"
     shutil.copytree(REPO / "services" / "api" / "src", source)
     https_port = free_port()
-    project = f"flask-stack-itest-dev-{RUN_ID}"
+    project = f"flask-stack-itest-dev-{database}-{RUN_ID}"
     env = {
         **os.environ,
         "COMPOSE_PROJECT_NAME": project,
@@ -33,9 +40,9 @@ def test_an_edited_source_file_is_served_without_a_rebuild(tmp_path):
         "COMPOSE_BAKE": "false",
     }
 
-    def compose(*args: str, timeout: int = 600) -> None:
+    def compose(*args: str, timeout: int = 600) -> str:
         done = subprocess.run(
-            ["docker", "compose", *FILES, *args],
+            ["docker", "compose", *FILES[database], *args],
             cwd=REPO,
             env=env,
             capture_output=True,
@@ -43,13 +50,20 @@ def test_an_edited_source_file_is_served_without_a_rebuild(tmp_path):
             timeout=timeout,
         )
         assert done.returncode == 0, f"compose {' '.join(args)}:\n{done.stdout}\n{done.stderr}"
+        return done.stdout
 
-    subprocess.run(["make", "certs"], cwd=REPO, check=True, capture_output=True, timeout=120)
+    subprocess.run(
+        ["make", "certs", "secrets"], cwd=REPO, check=True, capture_output=True, timeout=120
+    )
     ca = str(REPO / "certs" / "ca.pem")
     url = f"https://localhost:{https_port}/healthz"
     try:
         compose("up", "--detach", "--build", "--wait")
         assert http_get(url, ca=ca).json() == {"status": "ok"}
+        ready = f"https://localhost:{https_port}/readyz"
+        assert http_get(ready, ca=ca).status_code == 200  # the database is there and migrated
+        url_in_api = compose("exec", "-T", "api", "printenv", "DATABASE_URL").strip()
+        assert url_in_api.startswith("postgresql" if database == "postgres" else "sqlite")
 
         token = uuid.uuid4().hex
         health = source / "api" / "routes" / "health.py"
