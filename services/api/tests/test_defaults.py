@@ -12,26 +12,17 @@ from pathlib import Path
 import pytest
 from pydantic_settings import BaseSettings
 
-from api.core.config import GunicornSettings, Settings
+from api.core.config import GunicornSettings, Settings, env_name
 
 SERVICE = Path(__file__).resolve().parents[1]
 REPO = SERVICE.parents[1]
 COMPOSE_FILES = sorted(REPO.glob("compose*.yaml"))
 
 
-def _variables(model: type[BaseSettings]) -> dict[str, str]:
-    """{ENV_NAME: field name} of a settings model."""
-    prefix = str(model.model_config.get("env_prefix", ""))
-    return {
-        (alias if isinstance(alias := field.validation_alias, str) else prefix + name).upper(): name
-        for name, field in model.model_fields.items()
-    }
-
-
 MODELS: dict[str, tuple[type[BaseSettings], str]] = {
-    env: (model, field)
+    env_name(model, field): (model, field)
     for model in (Settings, GunicornSettings)
-    for env, field in _variables(model).items()
+    for field in model.model_fields
 }
 
 
@@ -41,9 +32,7 @@ def _same_as_default(env: str, value: str) -> bool:
     default = model.model_fields[field].default
     if value == "":
         return default is None
-    parsed = model.model_validate(
-        {field: value} if field != "forwarded_allow_ips" else {env: value}
-    )
+    parsed = model.model_validate({field: value})
     return getattr(parsed, field) == default
 
 

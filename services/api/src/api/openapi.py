@@ -5,6 +5,7 @@ from typing import Any
 
 import flask_openapi3_swagger
 from flask import Blueprint, Response, current_app, jsonify, render_template_string
+from flask_openapi3 import APIBlueprint, Tag
 
 from api.schemas.common import ErrorBody, ValidationErrorBody
 
@@ -27,14 +28,25 @@ def errors(*statuses: int) -> dict[int, type[ErrorBody]]:
 BODY_ERRORS = (400, 413, 415)
 
 
-def operation_id(name: str, path: str, method: str) -> str:
-    """An operation's id is its view function's name (``list_items``, ``create_user``, ...).
-
-    Stable and readable: it is the function name a client generator gives the call. flask-openapi3
-    would derive one from the rule instead (``items_get_item__int_item_id__get``). Blueprints pass
-    this as ``operation_id_callback``; view names are unique across them.
-    """
+def _operation_id(name: str, path: str, method: str) -> str:
+    # The view function's name: stable and readable, and the name a client generator gives the
+    # call. flask-openapi3 would derive one from the rule (``items_get_item__int_item_id__get``).
     return name
+
+
+def resource_blueprint(name: str, import_name: str) -> APIBlueprint:
+    """The Blueprint of one resource: ``/api/<name>``, tagged ``name`` in the document.
+
+    Each operation's id is its view's name (``list_items``, ``create_user``, ...), so view names
+    must be unique across resources.
+    """
+    return APIBlueprint(
+        name,
+        import_name,
+        url_prefix=f"/api/{name}",
+        abp_tags=[Tag(name=name)],
+        operation_id_callback=_operation_id,
+    )
 
 
 # api/idempotency.py applies to every POST; this is how the document says so.

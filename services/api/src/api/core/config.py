@@ -131,13 +131,12 @@ class GunicornSettings(BaseSettings):
     forwarded_allow_ips: str = Field(default="*", validation_alias="FORWARDED_ALLOW_IPS")
 
 
-def _variable(model: type[BaseSettings], loc: tuple[str | int, ...]) -> str:
-    """The environment variable behind an error's location (field names are not what users set)."""
-    name = str(loc[0])
-    field = model.model_fields.get(name)
+def env_name(model: type[BaseSettings], field_name: str) -> str:
+    """The environment variable a settings field is read from (what users set, not the field)."""
+    field = model.model_fields.get(field_name)
     if field is not None and isinstance(field.validation_alias, str):
         return field.validation_alias
-    return (str(model.model_config.get("env_prefix", "")) + name).upper()
+    return (str(model.model_config.get("env_prefix", "")) + field_name).upper()
 
 
 S = TypeVar("S", bound=BaseSettings)
@@ -150,7 +149,7 @@ def _load(model: type[S], overrides: dict[str, object]) -> S:
         # The offending value is left out on purpose: DATABASE_URL may carry a password. Checks
         # across fields (the password file) have no location; their message names the variable.
         problems = "; ".join(
-            f"{_variable(model, err['loc'])}: {err['msg']}"
+            f"{env_name(model, str(err['loc'][0]))}: {err['msg']}"
             if err["loc"]
             else err["msg"].removeprefix("Value error, ")
             for err in exc.errors()

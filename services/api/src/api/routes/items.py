@@ -3,7 +3,6 @@
 from typing import Any
 
 from flask import Response, abort, url_for
-from flask_openapi3 import APIBlueprint, Tag
 from sqlalchemy import Row
 
 from api.auth import (
@@ -15,19 +14,13 @@ from api.auth import (
     optional_user,
 )
 from api.extensions import get_db
-from api.openapi import BODY_ERRORS, errors, operation_id
+from api.openapi import BODY_ERRORS, errors, resource_blueprint
 from api.repositories import items as items_repo
 from api.responses import json_response, no_content, paginated_response
 from api.schemas.common import Page
 from api.schemas.items import Item, ItemCreate, ItemListQuery, ItemPath, ItemUpdate
 
-bp = APIBlueprint(
-    "items",
-    __name__,
-    url_prefix="/api/items",
-    abp_tags=[Tag(name="items")],
-    operation_id_callback=operation_id,
-)
+bp = resource_blueprint("items", __name__)
 
 NO_ACCESS = "You do not have access to this item."
 

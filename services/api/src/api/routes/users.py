@@ -3,12 +3,11 @@
 from typing import NoReturn
 
 from flask import Response, abort, url_for
-from flask_openapi3 import APIBlueprint, Tag
 
 from api.auth import SECURITY_REQUIRED, auth_required, current_user
 from api.core.security import hash_api_key, new_api_key
 from api.extensions import get_db
-from api.openapi import BODY_ERRORS, errors, operation_id
+from api.openapi import BODY_ERRORS, errors, resource_blueprint
 from api.repositories import users as users_repo
 from api.responses import json_response, no_content, paginated_response
 from api.schemas.common import Page
@@ -23,13 +22,7 @@ from api.schemas.users import (
     UserUpdate,
 )
 
-bp = APIBlueprint(
-    "users",
-    __name__,
-    url_prefix="/api/users",
-    abp_tags=[Tag(name="users")],
-    operation_id_callback=operation_id,
-)
+bp = resource_blueprint("users", __name__)
 
 EMAIL_TAKEN = "A user with this email address already exists."
 
