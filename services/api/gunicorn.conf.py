@@ -12,7 +12,7 @@ from gunicorn import glogging
 
 from api.core.config import SettingsError, load_gunicorn_settings, load_settings
 from api.core.logging import JsonFormatter
-from api.protocol_errors import install as install_json_protocol_errors
+from api.web.protocol_errors import install as install_json_protocol_errors
 
 
 def _cpus() -> int:
@@ -117,5 +117,5 @@ def post_worker_init(worker: object) -> None:
 
 
 # Requests gunicorn cannot parse (nginx passes some on) are answered in the app's JSON error shape
-# instead of gunicorn's HTML page (api/protocol_errors.py).
+# instead of gunicorn's HTML page (api/web/protocol_errors.py).
 install_json_protocol_errors()

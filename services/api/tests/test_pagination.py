@@ -3,7 +3,7 @@
 import pytest
 from api_helpers import assert_error
 
-from api.schemas.pagination import decode_cursor, encode_cursor
+from api.web.pagination import decode_cursor, encode_cursor
 
 
 def test_cursor_round_trip():

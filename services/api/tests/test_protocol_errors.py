@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 from gunicorn_server import Server, running_gunicorn
 
-from api.protocol_errors import write_error
+from api.web.protocol_errors import write_error
 
 
 @pytest.fixture(scope="module")

@@ -5,12 +5,13 @@ from importlib.metadata import version
 from flask_openapi3 import Info, OpenAPI
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from api import auth, errors, idempotency, json_body, openapi, query_args, request_log
+from api import auth, idempotency
 from api.core.config import Settings, load_settings
 from api.core.db import Database, build_engine
 from api.core.logging import configure_logging
 from api.routes import health, items, users
-from api.schemas.common import ValidationErrorBody
+from api.web import errors, json_body, openapi, query_args, request_log
+from api.web.models import ValidationErrorBody
 
 # One version for the package, the images (Makefile) and the OpenAPI document: pyproject.toml.
 API_VERSION = version("api")

@@ -36,12 +36,12 @@ from werkzeug.exceptions import BadRequest
 from api.auth import optional_user, presented_key_hash, view_auth_policy
 from api.core.config import Settings
 from api.core.security import idempotency_key_digest, seal, unseal
-from api.errors import error_response
 from api.extensions import get_db
 from api.idempotency import records
 from api.idempotency.records import ANONYMOUS, Claim
-from api.request_log import current_request_id
-from api.view_models import current_view_model
+from api.web.errors import error_response
+from api.web.request_log import current_request_id
+from api.web.view_models import current_view_model
 
 logger = logging.getLogger(__name__)
 

@@ -4,8 +4,8 @@ from flask import Blueprint, Response, jsonify
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
-from api.errors import error_response
 from api.extensions import get_db
+from api.web.errors import error_response
 
 bp = Blueprint("health", __name__)
 

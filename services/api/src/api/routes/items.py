@@ -14,11 +14,11 @@ from api.auth import (
     optional_user,
 )
 from api.extensions import get_db
-from api.openapi import BODY_ERRORS, errors, resource_blueprint
 from api.repositories import items as items_repo
-from api.responses import json_response, no_content, paginated_response
-from api.schemas.common import Page
 from api.schemas.items import Item, ItemCreate, ItemListQuery, ItemPath, ItemUpdate
+from api.web.models import Page
+from api.web.openapi import BODY_ERRORS, errors, resource_blueprint
+from api.web.responses import json_response, no_content, paginated_response
 
 bp = resource_blueprint("items", __name__)
 

@@ -7,11 +7,7 @@ from flask import Response, abort, url_for
 from api.auth import SECURITY_REQUIRED, auth_required, current_user
 from api.core.security import hash_api_key, new_api_key
 from api.extensions import get_db
-from api.openapi import BODY_ERRORS, errors, resource_blueprint
 from api.repositories import users as users_repo
-from api.responses import json_response, no_content, paginated_response
-from api.schemas.common import Page
-from api.schemas.pagination import PageQuery
 from api.schemas.users import (
     ApiKey,
     UserCreate,
@@ -21,6 +17,10 @@ from api.schemas.users import (
     UserPublic,
     UserUpdate,
 )
+from api.web.models import Page
+from api.web.openapi import BODY_ERRORS, errors, resource_blueprint
+from api.web.pagination import PageQuery
+from api.web.responses import json_response, no_content, paginated_response
 
 bp = resource_blueprint("users", __name__)
 

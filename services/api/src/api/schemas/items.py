@@ -6,8 +6,8 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from pydantic.json_schema import SkipJsonSchema
 
-from api.schemas.common import NO_NUL, Id, PartialUpdateModel, RequestModel
-from api.schemas.pagination import PageQuery
+from api.web.models import NO_NUL, Id, PartialUpdateModel, RequestModel
+from api.web.pagination import PageQuery
 
 ItemName = Annotated[
     str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=NO_NUL)

@@ -7,7 +7,7 @@ from email_validator import EmailNotValidError, validate_email
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 from pydantic.json_schema import SkipJsonSchema
 
-from api.schemas.common import NO_NUL, Id, PartialUpdateModel, RequestModel
+from api.web.models import NO_NUL, Id, PartialUpdateModel, RequestModel
 
 
 def _normalise_email(value: str) -> str:

@@ -7,7 +7,7 @@ import flask_openapi3_swagger
 from flask import Blueprint, Response, current_app, jsonify, render_template_string
 from flask_openapi3 import APIBlueprint, Tag
 
-from api.schemas.common import ErrorBody, ValidationErrorBody
+from api.web.models import ErrorBody, ValidationErrorBody
 
 # Errors any operation can answer: 414 and 431 when the request line or headers are too long
 # (from nginx, or from gunicorn for what nginx passes on), 429 from the rate limit in front of

@@ -11,8 +11,8 @@ from functools import cache
 from flask import Flask, Response, request
 from pydantic import BaseModel
 
-from api.errors import error_response
-from api.view_models import current_view_model
+from api.web.errors import error_response
+from api.web.view_models import current_view_model
 
 
 @cache  # one set per model class

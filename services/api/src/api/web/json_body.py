@@ -18,7 +18,7 @@ from flask import Flask, Request, request
 from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import BadRequest, UnsupportedMediaType
 
-from api.view_models import current_view_model
+from api.web.view_models import current_view_model
 
 INVALID_JSON = "Request body is not valid JSON."
 

@@ -10,7 +10,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from werkzeug.exceptions import HTTPException, InternalServerError
 from werkzeug.http import HTTP_STATUS_CODES
 
-from api.request_log import current_request_id
+from api.web.request_log import current_request_id
 
 logger = logging.getLogger(__name__)
 

@@ -6,8 +6,8 @@ from typing import Any
 from flask import Response, current_app, request, url_for
 from pydantic import BaseModel
 
-from api.schemas.common import Page
-from api.schemas.pagination import PageQuery, encode_cursor
+from api.web.models import Page
+from api.web.pagination import PageQuery, encode_cursor
 
 
 def json_response(
