@@ -26,7 +26,7 @@ def error_response(
     errors: dict[str, str] | None = None,
     headers: Iterable[tuple[str, str]] = (),
 ) -> Response:
-    """Build the standard error body (see ``schemas.common.ErrorBody``)."""
+    """Build the standard error body (see ``web.models.ErrorBody``)."""
     body: dict[str, object] = {
         "error": REASON.get(status, "Unknown Error"),
         "message": message,
