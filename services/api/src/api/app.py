@@ -9,7 +9,7 @@ from api import auth, idempotency
 from api.core.config import Settings, load_settings
 from api.core.db import Database, build_engine
 from api.core.logging import configure_logging
-from api.routes import health, items, users
+from api.routes import RESOURCES, health
 from api.web import errors, json_body, openapi, query_args, request_log
 from api.web.models import ValidationErrorBody
 
@@ -61,7 +61,7 @@ def create_app(settings: Settings | None = None) -> OpenAPI:
 
     app.register_blueprint(health.bp)
     app.register_blueprint(openapi.docs, url_prefix="/api")
-    app.register_api(users.bp)
-    app.register_api(items.bp)
+    for resource in RESOURCES:
+        app.register_api(resource)
     openapi.document_idempotency(app.api_doc)
     return app
