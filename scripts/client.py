@@ -4,15 +4,15 @@
 
 The document is built in process (the app factory, no server, no database needed), so the client
 always matches this checkout. openapi-python-client (pinned in requirements-dev.txt) writes one
-module per operation, named by its operationId (`api/items/get_item.py`, ...), and attrs models
+module per operation, named by its operationId (`api/users/get_user.py`, ...), and attrs models
 for the schemas; the client needs httpx and attrs at run time.
 
     import ssl
     from flask_stack_client import AuthenticatedClient
-    from flask_stack_client.api.items import get_item
+    from flask_stack_client.api.users import get_user
     tls = ssl.create_default_context(cafile="certs/ca.pem")
     client = AuthenticatedClient("https://localhost:8443", token=API_KEY, verify_ssl=tls)
-    item = get_item.sync(client=client, item_id=1)   # Item, or ErrorBody for 403/404
+    user = get_user.sync(client=client, user_id=1)   # UserPublic, or ErrorBody for a 404
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
@@ -79,6 +80,23 @@ def test_the_migrations_match_the_table_definitions(empty_database_url):
     assert differences == []
 
 
+def test_every_migration_goes_down_and_up_again(empty_database_url):
+    """Each downgrade undoes its upgrade on both databases: a bad deploy can be stepped back."""
+    settings = load_settings(database_url=empty_database_url)
+    upgrade(settings)
+    engine = build_engine(settings)
+    try:
+        with engine.begin() as conn:
+            config = alembic_config()
+            config.attributes["connection"] = conn
+            command.downgrade(config, "base")
+            assert set(inspect(conn).get_table_names()) <= {"alembic_version"}
+            command.upgrade(config, "head")
+            assert compare_metadata(MigrationContext.configure(conn), metadata) == []
+    finally:
+        engine.dispose()
+
+
 def test_migrate_on_start_can_be_switched_off(tmp_path, monkeypatch):
     url = sqlite_url(tmp_path / "switch.sqlite3")
     monkeypatch.setenv("DATABASE_URL", url)
@@ -107,11 +125,13 @@ def test_a_new_revision_is_numbered_and_empty_when_the_tables_match(tmp_path):
     """`make migration`: against a copy of the migrations, so the repository is not touched."""
     copy = tmp_path / "migrations"
     shutil.copytree(Path(migrate.__file__).parent / "migrations", copy)
+    head = ScriptDirectory.from_config(alembic_config(str(copy))).get_current_head()
     path = new_revision("nothing new", alembic_config(str(copy)))
     assert path.parent == copy / "versions"
     text = path.read_text()
-    assert path.name == "0003_nothing_new.py"
-    assert "Revision ID: 0003\nRevises: 0002\n" in text
+    number = f"{int(head) + 1:04d}"
+    assert path.name == f"{number}_nothing_new.py"
+    assert f"Revision ID: {number}\nRevises: {head}\n" in text
     upgrade_body = text.split("def upgrade() -> None:")[1].split("def downgrade")[0]
     statements = [line.strip() for line in upgrade_body.splitlines() if line.strip()]
     assert [line for line in statements if not line.startswith("#")] == ["pass"]
