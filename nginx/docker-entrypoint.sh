@@ -40,6 +40,10 @@
 #   CONN_LIMIT_PER_IP         50             concurrent proxied requests
 #   ACCESS_LOG_BUFFER         (empty)        e.g. 64k: buffer the access log,
 #                                            flushed at least every second
+#   CORS_ALLOWED_ORIGINS      (empty)        browser origins allowed to call
+#                                            the API, comma-separated (the
+#                                            API's setting too); empty = CORS
+#                                            off, see conf.d/cors.conf
 #
 # There is deliberately no NGINX_RESOLVER: the API host is re-resolved by the
 # watcher below through the system resolver (/etc/resolv.conf, which Docker
@@ -74,6 +78,7 @@ die() {
 : "${RATE_LIMIT_AUTH_BURST:=10}"
 : "${CONN_LIMIT_PER_IP:=50}"
 : "${ACCESS_LOG_BUFFER:=}"
+: "${CORS_ALLOWED_ORIGINS:=}"
 
 # match VALUE ERE: true when VALUE matches the whole extended regex.
 match() {
@@ -136,6 +141,58 @@ else
     ACCESS_LOG_OPTIONS=
 fi
 
+# CORS_ALLOWED_ORIGINS: each origin exactly as a browser sends it in the
+# Origin header: scheme://host[:port], lower case (upper case is lowered
+# here), no path or trailing slash, no default port (:443 for https, :80 for
+# http), and no '*'. The same rules as the API's setting
+# (services/api/src/api/core/config.py; a unit test runs this script to hold
+# the two together). Each origin becomes one line of the map in
+# conf.d/cors.conf; CORS_SWITCH and CORS_VARY are "off" and empty without any.
+ORIGIN_ERE='https?://([a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*|\[[0-9a-f:.]+\])(:[1-9][0-9]{0,4})?'
+case "$CORS_ALLOWED_ORIGINS" in
+    *"
+"*) die "CORS_ALLOWED_ORIGINS must be one line: origins separated by commas" ;;
+esac
+CORS_ORIGIN_MAP=
+cors_seen=' '
+set -f # a '*' in the list is a value to refuse, not a file name pattern
+old_ifs=$IFS
+IFS=,
+for entry in $CORS_ALLOWED_ORIGINS; do
+    IFS=$old_ifs
+    origin=$(printf '%s' "$entry" | tr 'A-Z' 'a-z' | sed 's/^[[:space:]]*//; s/[[:space:]]*$//')
+    case "$origin" in
+        '') continue ;;
+        '*') die "CORS_ALLOWED_ORIGINS: '*' is not accepted (every website could then call the API from its visitors' browsers): list each origin, e.g. https://app.example.com" ;;
+    esac
+    match "$origin" "$ORIGIN_ERE" ||
+        die "CORS_ALLOWED_ORIGINS: '$entry' is not an origin: write scheme://host[:port], e.g. https://app.example.com, with no path and no trailing slash"
+    scheme=${origin%%://*}
+    rest=${origin#*://}
+    if match "$rest" '.*:[0-9]+'; then
+        port=${rest##*:}
+        [ "$port" -le 65535 ] || die "CORS_ALLOWED_ORIGINS: '$entry': $port is not a port number"
+        case "$scheme:$port" in
+            https:443 | http:80) die "CORS_ALLOWED_ORIGINS: '$entry': browsers send $scheme://${rest%:*} without its default port; write that" ;;
+        esac
+    fi
+    case "$cors_seen" in
+        *" $origin "*) continue ;; # nginx refuses a map that lists a key twice
+    esac
+    cors_seen="$cors_seen$origin "
+    CORS_ORIGIN_MAP="$CORS_ORIGIN_MAP    \"$origin\"  \"$origin\";
+"
+done
+IFS=$old_ifs
+set +f
+if [ -n "$CORS_ORIGIN_MAP" ]; then
+    CORS_SWITCH=on
+    CORS_VARY=Origin
+else
+    CORS_SWITCH=off
+    CORS_VARY=
+fi
+
 # The most common deployment mistake, with its fix: a 0600 key owned by the
 # host user is unreadable for the container's default uid.
 for f in "$TLS_CERT" "$TLS_KEY"; do
@@ -151,6 +208,7 @@ RENDER_VARS='
     HSTS_MAX_AGE RATE_LIMIT_SWITCH RATE_LIMIT_API RATE_LIMIT_API_BURST
     RATE_LIMIT_API_RETRY_AFTER RATE_LIMIT_AUTH RATE_LIMIT_AUTH_BURST
     RATE_LIMIT_AUTH_RETRY_AFTER CONN_LIMIT_PER_IP ACCESS_LOG_OPTIONS
+    CORS_SWITCH CORS_ORIGIN_MAP CORS_VARY
 '
 # shellcheck disable=SC2086 # word splitting of the list is intended
 export $RENDER_VARS
