@@ -3,7 +3,8 @@
 What repeats a default: services/api/.env.example (a local run), the image's ENV (where the
 container needs another value than a local run: the database path, the log flush interval), the
 compose files' `${VAR:-default}` (which must repeat the image's value, because an empty one
-would replace the image's ENV), and the repository's .env.example (compose's settings).
+would replace the image's ENV), the repository's .env.example (compose's settings), and nginx's
+entrypoint for a variable both services read (CORS_ALLOWED_ORIGINS).
 """
 
 import re
@@ -31,7 +32,8 @@ def _same_as_default(env: str, value: str) -> bool:
     model, field = MODELS[env]
     default = model.model_fields[field].default
     if value == "":
-        return default is None
+        # Empty is "not set" (env_ignore_empty): it stands for a default of nothing at all.
+        return default is None or default == ()
     parsed = model.model_validate({field: value})
     return getattr(parsed, field) == default
 
@@ -54,6 +56,12 @@ def _container_default(env: str) -> str | None:
 def _env_example(path: Path) -> dict[str, str]:
     """NAME=value lines of an .env.example, commented out or not."""
     return dict(re.findall(r"^#? ?([A-Z][A-Z0-9_]*)=(.*)$", path.read_text(), flags=re.M))
+
+
+def _nginx_defaults() -> dict[str, str]:
+    """NAME -> default of every `: "${NAME:=default}"` line of nginx/docker-entrypoint.sh."""
+    text = (REPO / "nginx" / "docker-entrypoint.sh").read_text()
+    return dict(re.findall(r'^: "\$\{([A-Z][A-Z0-9_]*):=([^}]*)\}"$', text, flags=re.M))
 
 
 def _compose_defaults() -> list[tuple[str, str, str]]:
@@ -103,3 +111,12 @@ def test_the_repository_env_example_agrees_with_compose_and_the_image():
             assert value == compose[env], (
                 f".env.example: {env}={value!r}, compose: {compose[env]!r}"
             )
+
+
+def test_nginx_agrees_on_the_settings_it_shares_with_the_api():
+    nginx = _nginx_defaults()
+    assert "SERVER_NAME" in nginx  # the pattern still reads the entrypoint
+    shared = {env: value for env, value in nginx.items() if env in MODELS}
+    assert set(shared) == {"CORS_ALLOWED_ORIGINS"}
+    wrong = {env: value for env, value in shared.items() if not _same_as_default(env, value)}
+    assert wrong == {}

@@ -10,7 +10,7 @@ from api.core.config import Settings, load_settings
 from api.core.db import Database, build_engine
 from api.core.logging import configure_logging
 from api.routes import RESOURCES, health
-from api.web import errors, json_body, openapi, query_args, request_log
+from api.web import cors, errors, json_body, openapi, query_args, request_log
 from api.web.models import ValidationErrorBody
 
 # One version for the package, the images (Makefile) and the OpenAPI document: pyproject.toml.
@@ -47,11 +47,14 @@ def create_app(settings: Settings | None = None) -> OpenAPI:
         x_port=settings.proxy_fix_x_port,
     )
 
-    # Hook order matters: request id first (everything logs it), then the replay of a retried
-    # POST by the API key it was sent with (which it may itself have revoked), then auth (401
-    # before any body error), then repeated query parameters, then the JSON body checks, and
-    # last the Idempotency-Key claim, which needs the user and the parsed body.
+    # Hook order matters: request id first (everything logs it), then CORS, whose preflight
+    # answer must come before every check below (a preflight has no credentials and no body),
+    # then the replay of a retried POST by the API key it was sent with (which it may itself
+    # have revoked), then auth (401 before any body error), then repeated query parameters, then
+    # the JSON body checks, and last the Idempotency-Key claim, which needs the user and the
+    # parsed body.
     request_log.init_request_log(app)
+    cors.init_cors(app, settings)
     idempotency.init_replay_for_credential(app)
     auth.init_auth(app)
     query_args.init_query_args(app)

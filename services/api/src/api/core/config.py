@@ -1,10 +1,11 @@
 """Settings, read once from the environment (see ``.env.example`` for every variable)."""
 
+import re
 from pathlib import Path
-from typing import Literal, Self, TypeVar
+from typing import Annotated, Literal, Self, TypeVar
 
 from pydantic import Field, PrivateAttr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -13,6 +14,42 @@ LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 # The dialect/driver pairs the code is written and tested for; anything else is a typo or an
 # untested driver, and failing at start-up beats failing on the first request.
 SUPPORTED_DATABASES = ("sqlite", "sqlite+pysqlite", "postgresql+psycopg")
+
+# An origin as a browser sends it in the Origin header (RFC 6454 serialisation): scheme, host and
+# port, lower case, no path, and no port when it is the scheme's default. Anything else could never
+# match, so it is refused at start rather than silently ignored. nginx/docker-entrypoint.sh checks
+# CORS_ALLOWED_ORIGINS with the same rules (a unit test holds the two to each other).
+_ORIGIN = re.compile(
+    r"(?P<scheme>https?)://"
+    r"(?P<host>[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*"
+    r"|\[[0-9a-f:.]+\])"
+    r"(?::(?P<port>[1-9][0-9]{0,4}))?"
+)
+_DEFAULT_PORTS = {"http": "80", "https": "443"}
+
+
+def check_origin(value: str) -> str:
+    """``value`` as the browser would send it (lower case), or ValueError saying what is wrong."""
+    origin = value.strip().lower()
+    if origin == "*":
+        raise ValueError(
+            "'*' is not accepted (every website could then call the API from its visitors' "
+            "browsers): list each origin, e.g. https://app.example.com (docs/security.md, CORS)"
+        )
+    match = _ORIGIN.fullmatch(origin)
+    if match is None:
+        raise ValueError(
+            f"{value!r} is not an origin: write scheme://host[:port], e.g. "
+            "https://app.example.com, with no path and no trailing slash"
+        )
+    scheme, host, port = match["scheme"], match["host"], match["port"]
+    if port is not None and int(port) > 65535:
+        raise ValueError(f"{value!r}: {port} is not a port number")
+    if port == _DEFAULT_PORTS[scheme]:
+        raise ValueError(
+            f"{value!r}: browsers send {scheme}://{host} without its default port; write that"
+        )
+    return origin
 
 
 class SettingsError(Exception):
@@ -61,11 +98,28 @@ class Settings(BaseSettings):
     # are always written at once). The image sets 1 (docs/performance.md).
     log_flush_interval: float = Field(default=0.0, ge=0, le=60)
     max_content_length: int = Field(default=1024 * 1024, ge=1)
+    # Browser origins allowed to call the API across origins (CORS, web/cors.py), comma-separated
+    # exact origins such as https://app.example.com. Empty (the default): CORS is off and no
+    # response carries a CORS header. nginx reads the same variable for its own error answers.
+    cors_allowed_origins: Annotated[tuple[str, ...], NoDecode] = ()
 
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper_log_level(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
+
+    @field_validator("cors_allowed_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        # From the environment: "https://a.example.com, https://b.example.com"; blanks ignored.
+        if isinstance(value, str):
+            return tuple(part for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("cors_allowed_origins")
+    @classmethod
+    def _check_origins(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(check_origin(origin) for origin in value))
 
     @field_validator("database_url")
     @classmethod
