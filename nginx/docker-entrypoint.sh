@@ -103,9 +103,10 @@ require NGINX_WORKER_CONNECTIONS '[1-9][0-9]*' 'a positive number'
 require CLIENT_MAX_BODY_SIZE '[0-9]+[kKmMgG]?' 'a size like 1m'
 require HSTS_MAX_AGE '[0-9]+' 'a number of seconds'
 require RATE_LIMIT_API '[1-9][0-9]*r/[sm]' 'a rate like 20r/s or 10r/m'
-require RATE_LIMIT_API_BURST '[0-9]+' 'a number'
+# A burst of 0 is refused by nginx itself (limit_req: "invalid burst value").
+require RATE_LIMIT_API_BURST '[1-9][0-9]*' 'a positive number'
 require RATE_LIMIT_AUTH '[1-9][0-9]*r/[sm]' 'a rate like 20r/s or 10r/m'
-require RATE_LIMIT_AUTH_BURST '[0-9]+' 'a number'
+require RATE_LIMIT_AUTH_BURST '[1-9][0-9]*' 'a positive number'
 require CONN_LIMIT_PER_IP '[1-9][0-9]*' 'a positive number'
 require ACCESS_LOG_BUFFER '([1-9][0-9]*[kKmM]?)?' 'empty or a size like 64k'
 
