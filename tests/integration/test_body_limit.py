@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 
-from tests.support.domain import unique_email
+from tests.support.domain import RESOURCES_PATH, USERS_PATH, unique_email, user_body
 from tests.support.http import assert_error_json, find_log_entry
 from tests.support.waiting import wait_until
 
@@ -14,9 +14,9 @@ TWO_MIB = 2 * 1024 * 1024  # the default limit is 1 MiB
 
 def test_oversized_body_is_413_json_and_never_reaches_the_api(stack):
     probe_id = f"itest-413-{uuid.uuid4().hex}"
-    body = json.dumps({"name": "x" * TWO_MIB, "email": unique_email("big")})
+    body = json.dumps(user_body("x" * TWO_MIB, unique_email("big")))
     response = stack.post(
-        "/api/users",
+        USERS_PATH,
         data=body,
         headers={"Content-Type": "application/json", "X-Request-ID": probe_id},
         timeout=30,
@@ -34,7 +34,7 @@ def test_oversized_body_is_413_json_and_never_reaches_the_api(stack):
     # ... and the API did not: once a later request (a marker) is in the API's log, every
     # earlier request it saw is too, and the probe is not among them.
     marker_id = f"itest-marker-{uuid.uuid4().hex}"
-    assert stack.get("/api/items", headers={"X-Request-ID": marker_id}).status_code == 200
+    assert stack.get(RESOURCES_PATH, headers={"X-Request-ID": marker_id}).status_code == 200
     wait_until(
         lambda: find_log_entry(stack.api.logs(), marker_id), 10, what="the marker in the API log"
     )
@@ -45,9 +45,9 @@ def test_oversized_body_is_413_json_and_never_reaches_the_api(stack):
 def test_body_within_the_limit_reaches_the_api(stack):
     # Just under 1 MiB: nginx passes it on; the API judges it (a 900 KiB name is a 422).
     request_id = f"itest-900k-{uuid.uuid4().hex}"
-    body = json.dumps({"name": "x" * (900 * 1024), "email": unique_email("big")})
+    body = json.dumps(user_body("x" * (900 * 1024), unique_email("big")))
     response = stack.post(
-        "/api/users",
+        USERS_PATH,
         data=body,
         headers={"Content-Type": "application/json", "X-Request-ID": request_id},
         timeout=30,

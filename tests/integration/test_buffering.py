@@ -20,7 +20,7 @@ import pytest
 import requests
 
 from tests.support.clients import SlowUpload, Trickler
-from tests.support.domain import unique_email
+from tests.support.domain import USERS_PATH, unique_email, user_body
 from tests.support.http import http_get
 from tests.support.waiting import wait_until
 
@@ -31,7 +31,7 @@ PROMPT = 5.0  # seconds an ordinary request may take while the slow clients tric
 
 def slow_body() -> bytes:
     # Padded so that trickling it at 4 bytes/s would take minutes: the clients never finish.
-    body = json.dumps({"name": "Slow Client", "email": unique_email("slow")})
+    body = json.dumps(user_body("Slow Client", unique_email("slow")))
     return (body + " " * 600).encode()
 
 
@@ -62,15 +62,13 @@ def test_slow_clients_through_nginx_do_not_block_others(small):
     view, direct = small
     tls = ssl.create_default_context(cafile=str(view.ca))
     clients = [
-        SlowUpload("127.0.0.1", view.https_port, "/api/users", slow_body(), tls=tls)
+        SlowUpload("127.0.0.1", view.https_port, USERS_PATH, slow_body(), tls=tls)
         for _ in range(SLOW_CLIENTS)
     ]
     with Trickler(clients) as trickler:
         trickler.wait_sent(4)
         started = time.monotonic()
-        response = view.post(
-            "/api/users", json={"name": "Ordinary", "email": unique_email()}, timeout=PROMPT
-        )
+        response = view.post(USERS_PATH, json=user_body("Ordinary"), timeout=PROMPT)
         elapsed = time.monotonic() - started
         assert response.status_code == 201, response.text
         assert elapsed < PROMPT, f"an ordinary request took {elapsed:.1f}s"
@@ -85,9 +83,7 @@ def test_control_the_same_slow_clients_block_gunicorn_directly(small):
     port = view.api.host_port(8000)
     assert http_get(direct + "/healthz", timeout=PROMPT).status_code == 200  # baseline
 
-    clients = [
-        SlowUpload("127.0.0.1", port, "/api/users", slow_body()) for _ in range(SLOW_CLIENTS)
-    ]
+    clients = [SlowUpload("127.0.0.1", port, USERS_PATH, slow_body()) for _ in range(SLOW_CLIENTS)]
     with Trickler(clients) as trickler:
         trickler.wait_sent(4)
         with pytest.raises(requests.exceptions.Timeout):

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -19,7 +20,7 @@ import pytest
 import requests
 
 from tests.support.clients import SlowUpload
-from tests.support.domain import unique_email
+from tests.support.domain import USERS_PATH, unique_email, user_body, user_url
 from tests.support.http import assert_error_json, http_get
 from tests.support.waiting import wait_until
 
@@ -54,8 +55,8 @@ def victim(launcher) -> Iterator:
 def test_request_in_flight_directly_at_gunicorn_completes_on_stop(victim):
     api, direct = victim
     email = unique_email("inflight")
-    body = f'{{"name": "In Flight", "email": "{email}"}}'.encode()
-    client = SlowUpload("127.0.0.1", api.host_port(8000), "/api/users", body)
+    body = json.dumps(user_body("In Flight", email)).encode()
+    client = SlowUpload("127.0.0.1", api.host_port(8000), USERS_PATH, body)
     for _ in range(3):  # part of the body is in; gunicorn is reading it
         client.send_byte()
 
@@ -105,8 +106,8 @@ def test_stopping_the_api_under_load_through_nginx_loses_nothing(stack):
                 email = unique_email("load")
                 try:
                     response = session.post(
-                        stack.url("/api/users"),
-                        json={"name": "Under Load", "email": email},
+                        stack.url(USERS_PATH),
+                        json=user_body("Under Load", email),
                         timeout=30,
                     )
                     outcomes.append(Outcome(email, response.status_code, response))
@@ -141,9 +142,9 @@ def test_stopping_the_api_under_load_through_nginx_loses_nothing(stack):
     # Every acknowledged write is there ...
     for outcome in created:
         user_id = outcome.response.json()["id"]
-        assert stack.get(f"/api/users/{user_id}").status_code == 200, outcome.email
+        assert stack.get(user_url(user_id)).status_code == 200, outcome.email
     # ... and no failed request wrote anything: its email is still free.
     for outcome in failed:
-        again = stack.post("/api/users", json={"name": "Retry", "email": outcome.email})
+        again = stack.post(USERS_PATH, json=user_body("Retry", outcome.email))
         assert again.status_code == 201, (outcome.email, again.status_code, again.text)
     print(f"{len(created)} created, {len(failed)} refused while the API was down")

@@ -14,6 +14,8 @@ from collections.abc import Iterable, Iterator
 
 import pytest
 
+from tests.support.domain import RESOURCES_PATH
+
 PEM_PRIVATE_KEY = re.compile(
     rb"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----\r?\n"
     rb"(?:[A-Za-z-]+:[^\n]*\n)*\s*"  # optional RFC 1421 headers (Proc-Type, DEK-Info)
@@ -71,7 +73,7 @@ def test_no_capabilities_and_no_privilege_escalation(service):
 
 
 def test_security_headers_and_no_version_disclosure(stack):
-    for response in (stack.get("/api/items"), stack.get("/no-such-page")):
+    for response in (stack.get(RESOURCES_PATH), stack.get("/no-such-page")):
         assert response.headers.get("Server", "nginx") == "nginx", response.headers["Server"]
         assert response.headers.get("X-Content-Type-Options") == "nosniff"
         assert "Strict-Transport-Security" in response.headers

@@ -7,7 +7,7 @@ import os
 import subprocess
 
 from tests.support.containers import REPO, RUN_ID, free_port
-from tests.support.domain import unique_email
+from tests.support.domain import USERS_PATH, user_body
 from tests.support.http import http_get, new_session
 from tests.support.waiting import wait_until
 
@@ -42,8 +42,8 @@ def test_database_postgres_make_up_runs_the_stack_on_postgresql(docker_client):
         assert ready
         with new_session(ca) as session:
             created = session.post(
-                f"{base}/api/users",
-                json={"name": "On Postgres", "email": unique_email()},
+                base + USERS_PATH,
+                json=user_body("On Postgres"),
                 timeout=10,
             )
         assert created.status_code == 201, created.text

@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.support.domain import auth
+from tests.support.domain import ME_PATH, RESOURCES_PATH, auth, resource_body, resource_url
 from tests.support.fixtures import DATABASES, on_database
 from tests.support.http import find_log_entry
 from tests.support.waiting import wait_until
@@ -19,33 +19,34 @@ def stack(request):
     return on_database(request)
 
 
-def assert_data_present(stack, user: dict, item_id: int) -> None:
-    me = stack.get("/api/users/me", headers=auth(user))
+KEEPSAKE = resource_body("keepsake")
+
+
+def assert_data_present(stack, user: dict, resource_id: int) -> None:
+    me = stack.get(ME_PATH, headers=auth(user))
     assert me.status_code == 200, me.text
     assert me.json()["email"] == user["email"]
-    item = stack.get(f"/api/items/{item_id}", headers=auth(user))
-    assert item.status_code == 200, item.text
-    assert item.json()["name"] == "keepsake"
+    resource = stack.get(resource_url(resource_id), headers=auth(user))
+    assert resource.status_code == 200, resource.text
+    assert {field: resource.json()[field] for field in KEEPSAKE} == KEEPSAKE
 
 
 def test_data_survives_restart_and_recreation(stack):
     user = stack.create_user("Persistent")
-    created = stack.post(
-        "/api/items", json={"name": "keepsake", "is_public": False}, headers=auth(user)
-    )
+    created = stack.post(RESOURCES_PATH, json=KEEPSAKE, headers=auth(user))
     assert created.status_code == 201, created.text
-    item_id = created.json()["id"]
+    resource_id = created.json()["id"]
 
     try:
         stack.api.restart(timeout=30)
         stack.wait_ready()
-        assert_data_present(stack, user, item_id)
+        assert_data_present(stack, user, resource_id)
 
         old_container = stack.api.container.id
         stack.api.recreate()
         assert stack.api.container.id != old_container
         stack.wait_ready()
-        assert_data_present(stack, user, item_id)
+        assert_data_present(stack, user, resource_id)
     finally:
         stack.ensure_running()
 
@@ -59,7 +60,7 @@ def test_new_user_is_visible_at_once_on_every_worker(stack):
 
         def read(request_id: str, user: dict = user) -> int:
             headers = {**auth(user), "X-Request-ID": request_id, "Connection": "close"}
-            return stack.get("/api/users/me", headers=headers).status_code
+            return stack.get(ME_PATH, headers=headers).status_code
 
         with ThreadPoolExecutor(6) as pool:
             statuses = list(pool.map(read, ids))

@@ -9,7 +9,14 @@ import uuid
 
 import pytest
 
-from tests.support.domain import unique_email
+from tests.support.domain import (
+    RESOURCES_PATH,
+    USERS_PATH,
+    owned_by,
+    resource_body,
+    user_body,
+    user_url,
+)
 from tests.support.fixtures import DATABASES, on_database
 from tests.support.http import assert_error_json, find_log_entry
 from tests.support.waiting import wait_until
@@ -26,14 +33,14 @@ def test_readyz_follows_the_database_and_the_api_is_not_restarted(postgres_stack
         # every database request answer 503 JSON, at once, with Retry-After.
         assert stack.get("/healthz").status_code == 200
         assert_error_json(stack.get("/readyz"), 503)
-        down = stack.post("/api/users", json={"name": "During", "email": unique_email()})
+        down = stack.post(USERS_PATH, json=user_body("During"))
         assert_error_json(down, 503)
         assert down.headers.get("Retry-After") == "1"
     finally:
         stack.db.start_again()
 
     wait_until(lambda: stack.get("/readyz").status_code == 200, 60, what="/readyz back to 200")
-    assert stack.get(f"/api/users/{user['id']}").status_code == 200
+    assert stack.get(user_url(user["id"])).status_code == 200
     assert stack.api.container.attrs["State"]["StartedAt"] == api_started, "the API restarted"
     assert stack.api.container.attrs["RestartCount"] == 0
 
@@ -48,9 +55,9 @@ def test_a_post_whose_answer_was_never_read_is_replayed_once(stack):
     owner = stack.create_user("Retrier")
     idempotency_key = str(uuid.uuid4())
     request_id = f"itest-lost-answer-{uuid.uuid4().hex}"
-    body = json.dumps({"name": "written once"}).encode()
+    body = json.dumps(resource_body("written once")).encode()
     request = (
-        f"POST /api/items HTTP/1.1\r\nHost: localhost:{stack.https_port}\r\n"
+        f"POST {RESOURCES_PATH} HTTP/1.1\r\nHost: localhost:{stack.https_port}\r\n"
         f"Authorization: Bearer {owner['api_key']}\r\nIdempotency-Key: {idempotency_key}\r\n"
         f"X-Request-ID: {request_id}\r\nContent-Type: application/json\r\n"
         f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
@@ -67,11 +74,13 @@ def test_a_post_whose_answer_was_never_read_is_replayed_once(stack):
 
     headers = {"Authorization": f"Bearer {owner['api_key']}", "Idempotency-Key": idempotency_key}
     retry = stack.post(
-        "/api/items", data=body, headers={**headers, "Content-Type": "application/json"}
+        RESOURCES_PATH, data=body, headers={**headers, "Content-Type": "application/json"}
     )
     assert retry.status_code == 201, retry.text
     assert retry.headers.get("Idempotent-Replayed") == "true"
     listed = stack.get(
-        f"/api/items?owner_id={owner['id']}", headers={"Authorization": headers["Authorization"]}
+        RESOURCES_PATH,
+        params=owned_by(owner["id"]),
+        headers={"Authorization": headers["Authorization"]},
     )
-    assert [item["id"] for item in listed.json()["items"]] == [retry.json()["id"]]
+    assert [resource["id"] for resource in listed.json()["items"]] == [retry.json()["id"]]

@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from tests.support.domain import unique_email
+from tests.support.domain import RESOURCES_PATH, USERS_PATH, unique_email, user_body
 from tests.support.http import assert_error_json
 from tests.support.waiting import Fatal, wait_until
 
@@ -33,7 +33,7 @@ def check_429(response: requests.Response) -> None:
 
 
 def general_limit_clear(view) -> bool:
-    return view.get("/api/items", timeout=5).status_code == 200
+    return view.get(RESOURCES_PATH, timeout=5).status_code == 200
 
 
 def count_until_429(send, limit: int) -> tuple[int, requests.Response | None]:
@@ -53,7 +53,7 @@ def test_burst_past_the_limit_gets_429_json_with_retry_after(strict):
         results: list[int | requests.Response] = []
         with strict.session() as session:
             for _ in range(40):
-                response = session.get(strict.url("/api/items"), timeout=10)
+                response = session.get(strict.url(RESOURCES_PATH), timeout=10)
                 results.append(response if response.status_code == 429 else response.status_code)
         return results
 
@@ -80,8 +80,8 @@ def test_account_creation_has_a_stricter_limit(strict):
     with strict.session() as session:
         auth_allowed, first = count_until_429(
             lambda: session.post(
-                strict.url("/api/users"),
-                json={"name": "Rate Limited", "email": unique_email("rl")},
+                strict.url(USERS_PATH),
+                json=user_body("Rate Limited", unique_email("rl")),
                 timeout=10,
             ),
             300,
@@ -92,14 +92,14 @@ def test_account_creation_has_a_stricter_limit(strict):
         # The general limit is not what stopped them: ordinary calls still go through, more of
         # them than sign-ups were allowed.
         api_allowed, _ = count_until_429(
-            lambda: session.get(strict.url("/api/items"), timeout=10), auth_allowed + 1
+            lambda: session.get(strict.url(RESOURCES_PATH), timeout=10), auth_allowed + 1
         )
     assert api_allowed == auth_allowed + 1, (auth_allowed, api_allowed)
 
     # After waiting, sign-up works again.
     def sign_up_works() -> bool:
         response = strict.post(
-            "/api/users", json={"name": "Patient", "email": unique_email("rl")}, timeout=10
+            USERS_PATH, json=user_body("Patient", unique_email("rl")), timeout=10
         )
         if response.status_code not in (201, 429):
             raise Fatal(f"sign-up answered {response.status_code}: {response.text[:300]}")

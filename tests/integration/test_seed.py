@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 from tests.support.containers import REPO
+from tests.support.domain import ME_PATH, RESOURCES_PATH, bearer, owned_by
 
 
 def seed(stack) -> str:
@@ -30,10 +31,8 @@ def test_seed_creates_users_with_keys_and_a_second_run_creates_nothing(stack):
 
     # Within the Idempotency-Key window: the same answers, so the same users, keys and items.
     assert seed(stack) == first
-    me = stack.get("/api/users/me", headers={"Authorization": f"Bearer {keys[0]}"})
+    me = stack.get(ME_PATH, headers=bearer(keys[0]))
     assert me.status_code == 200
     assert me.json()["email"] == "alice@seed.example.com"
-    mine = stack.get(
-        f"/api/items?owner_id={me.json()['id']}", headers={"Authorization": f"Bearer {keys[0]}"}
-    )
+    mine = stack.get(RESOURCES_PATH, params=owned_by(me.json()["id"]), headers=bearer(keys[0]))
     assert len(mine.json()["items"]) == 2  # not four: the second run created nothing

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 import pytest
 import trustme
 
+from tests.support.domain import RESOURCES_PATH
 from tests.support.http import http_get
 
 LEGACY = [ssl.TLSVersion.TLSv1, ssl.TLSVersion.TLSv1_1]
@@ -117,7 +118,7 @@ def test_http2_is_negotiated_by_alpn(stack):
 
 
 def test_hsts_header_is_sent(stack):
-    response = stack.get("/api/items")
+    response = stack.get(RESOURCES_PATH)
     assert response.status_code == 200
     hsts = response.headers.get("Strict-Transport-Security", "")
     match = re.search(r"max-age=(\d+)", hsts)
@@ -126,17 +127,17 @@ def test_hsts_header_is_sent(stack):
 
 
 def test_plain_http_redirects_to_https(stack):
-    url = f"{stack.http_url}/api/items?limit=1"
+    url = f"{stack.http_url}{RESOURCES_PATH}?limit=1"
     response = http_get(url, allow_redirects=False)
     assert response.status_code == 308, response.status_code
-    assert response.headers["Location"] == f"{stack.base_url}/api/items?limit=1"
+    assert response.headers["Location"] == f"{stack.base_url}{RESOURCES_PATH}?limit=1"
     # Even the redirect speaks the API's JSON shape, never nginx's HTML page.
     assert response.headers["Content-Type"] == "application/json"
     assert response.json()["status"] == 308
 
     followed = http_get(url, ca=str(stack.ca))
     assert followed.status_code == 200
-    assert followed.url == f"{stack.base_url}/api/items?limit=1"
+    assert followed.url == f"{stack.base_url}{RESOURCES_PATH}?limit=1"
     assert "items" in followed.json()
 
 

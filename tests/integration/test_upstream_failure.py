@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
-from tests.support.domain import unique_email
+from tests.support.domain import RESOURCES_PATH, USERS_PATH, user_body, user_url
 from tests.support.http import assert_error_json
 
 GATEWAY_ERRORS = (502, 503, 504)
@@ -19,8 +19,8 @@ def test_api_down_gives_json_gateway_error_and_stack_recovers(stack):
     try:
         assert stack.api.status() == "exited"
         probes = [
-            ("GET", "/api/items", {}),
-            ("POST", "/api/users", {"json": {"name": "Nobody", "email": unique_email()}}),
+            ("GET", RESOURCES_PATH, {}),
+            ("POST", USERS_PATH, {"json": user_body("Nobody")}),
             ("GET", "/readyz", {}),
         ]
         # Concurrently: each may wait for nginx's connect timeout to the vanished address.
@@ -37,7 +37,7 @@ def test_api_down_gives_json_gateway_error_and_stack_recovers(stack):
 
     # Back without touching nginx: it follows the API (same or new address) on its own.
     stack.wait_ready(timeout=60)
-    response = stack.get(f"/api/users/{user['id']}")
+    response = stack.get(user_url(user["id"]))
     assert response.status_code == 200, response.text
 
     nginx_after = stack.nginx.container.attrs["State"]
