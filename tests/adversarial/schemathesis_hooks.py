@@ -4,7 +4,7 @@ Every operation that declares `bearerAuth` is sent with `Authorization: Bearer <
 
 - one shared account's key for ordinary operations, created once per run;
 - a brand-new account for each case of the two operations that destroy their own credentials
-  (`DELETE /api/users/me` deletes the account, `POST /api/users/me/api-key` rotates the key), so
+  (`DELETE` of ME_PATH deletes the account, `POST` to API_KEY_PATH rotates the key), so
   that they are fuzzed with a working key every time and never log the rest of the run out.
 
 Keys are made by signing up through the same nginx the fuzzer attacks (ADV_BASE_URL), verifying
@@ -22,10 +22,12 @@ import uuid
 import requests
 import schemathesis
 
+from tests.support.domain import API_KEY_PATH, ME_PATH, USERS_PATH, user_body
+
 BASE_URL = os.environ["ADV_BASE_URL"]
 CA = os.environ["ADV_CA"]
 # Operations after which the key they were sent with no longer works.
-SELF_DESTRUCTIVE = {("DELETE", "/api/users/me"), ("POST", "/api/users/me/api-key")}
+SELF_DESTRUCTIVE = {("DELETE", ME_PATH), ("POST", API_KEY_PATH)}
 
 
 def sign_up(purpose: str) -> str:
@@ -34,8 +36,8 @@ def sign_up(purpose: str) -> str:
     with requests.Session() as session:
         session.trust_env = False  # no proxy, and REQUESTS_CA_BUNDLE must not override verify
         response = session.post(
-            f"{BASE_URL}/api/users",
-            json={"name": f"Schemathesis {purpose}", "email": email},
+            BASE_URL + USERS_PATH,
+            json=user_body(f"Schemathesis {purpose}", email),
             verify=CA,
             timeout=10,
         )

@@ -24,6 +24,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from tests.support.domain import RESOURCES_PATH, USERS_PATH, user_body
+
 
 @dataclass
 class Conn:
@@ -37,14 +39,14 @@ def open_conn(port: int, context: ssl.SSLContext, kind: str, serial: int) -> Con
     raw = socket.create_connection(("127.0.0.1", port), timeout=10)
     sock = context.wrap_socket(raw, server_hostname="localhost")
     if kind == "header":
-        sock.sendall(b"GET /api/items HTTP/1.1\r\nHost: localhost\r\n")
+        sock.sendall(f"GET {RESOURCES_PATH} HTTP/1.1\r\nHost: localhost\r\n".encode())
         pending = b"X-Slow-%d: x\r\n" % serial
     else:
-        body = b'{"name": "Slow Loris", "email": "loris-%d@example.com"}' % serial
+        body = json.dumps(user_body("Slow Loris", f"loris-{serial}@example.com")).encode()
         body = body.ljust(100_000)  # at one byte per interval this never finishes
         sock.sendall(
-            b"POST /api/users HTTP/1.1\r\nHost: localhost\r\n"
-            b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body)
+            f"POST {USERS_PATH} HTTP/1.1\r\nHost: localhost\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode()
         )
         pending = body[:-1]  # never the last byte
     sock.setblocking(False)

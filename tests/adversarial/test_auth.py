@@ -21,44 +21,51 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
+from tests.support.domain import (
+    API_KEY_PATH,
+    ME_PATH,
+    NO_ACCESS,
+    OWNER_FIELD,
+    RESOURCES_PATH,
+    USERS_PATH,
+    bearer,
+    owned_by,
+    resource_body,
+    resource_update,
+    resource_url,
+    user_url,
+)
 from tests.support.http import assert_error_json, new_session, raw_request
 from tests.support.waiting import wait_until
 
-NO_ACCESS = "You do not have access to this item."
-
-
-def bearer(key: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {key}"}
+SECRET = "secret"  # in Alice's private resource; no refusal may show it
+ALICES = resource_body("Alice's diary", details=SECRET)
 
 
 @pytest.fixture
 def alice_and_mallory(stack):
     alice = stack.create_user("Alice Victim")
     mallory = stack.create_user("Mallory Attacker")
-    item = stack.post(
-        "/api/items",
-        json={"name": "Alice's diary", "description": "secret", "is_public": False},
-        headers=bearer(alice["api_key"]),
-    )
-    assert item.status_code == 201, item.text
-    return alice, mallory, item.json()
+    created = stack.post(RESOURCES_PATH, json=ALICES, headers=bearer(alice["api_key"]))
+    assert created.status_code == 201, created.text
+    return alice, mallory, created.json()
 
 
-def test_another_users_key_cannot_read_or_change_a_private_item(stack, alice_and_mallory):
-    alice, mallory, item = alice_and_mallory
+def test_another_users_key_cannot_read_or_change_a_private_resource(stack, alice_and_mallory):
+    alice, mallory, resource = alice_and_mallory
     as_mallory = bearer(mallory["api_key"])
-    path = f"/api/items/{item['id']}"
+    path = resource_url(resource["id"])
 
     for method, kwargs in [
         ("GET", {}),
-        ("PATCH", {"json": {"name": "pwned"}}),
-        ("PATCH", {"json": {"is_public": True}}),
+        ("PATCH", {"json": resource_update("pwned")}),
+        ("PATCH", {"json": resource_update(public=True)}),
         ("DELETE", {}),
     ]:
         response = stack.request(method, path, headers=as_mallory, **kwargs)
         body = assert_error_json(response, 403)
         assert body["message"] == NO_ACCESS, body
-        assert "secret" not in response.text
+        assert SECRET not in response.text
 
     # Anonymous: same refusal. A wrong key: 401, not a silent anonymous read.
     assert_error_json(stack.get(path), 403)
@@ -66,22 +73,24 @@ def test_another_users_key_cannot_read_or_change_a_private_item(stack, alice_and
 
     # Lists never show it, filtered by owner or not, with or without a key.
     for headers in (as_mallory, {}):
-        for query in ("", f"?owner_id={alice['id']}", "?limit=100"):
-            listed = stack.get(f"/api/items{query}", headers=headers)
+        for query in ({}, owned_by(alice["id"]), {"limit": 100}):
+            listed = stack.get(RESOURCES_PATH, params=query, headers=headers)
             assert listed.status_code == 200, listed.text
-            assert item["id"] not in {i["id"] for i in listed.json()["items"]}
+            assert resource["id"] not in {r["id"] for r in listed.json()["items"]}
 
     # Mass assignment: owner and id fields are unknown fields, refused.
     created = stack.post(
-        "/api/items", json={"name": "x", "owner_id": alice["id"]}, headers=as_mallory
+        RESOURCES_PATH,
+        json={**resource_body("x"), OWNER_FIELD: alice["id"]},
+        headers=as_mallory,
     )
     assert created.status_code == 422, created.text
-    theirs = stack.post("/api/items", json={"name": "mine"}, headers=as_mallory)
+    theirs = stack.post(RESOURCES_PATH, json=resource_body("mine"), headers=as_mallory)
     assert theirs.status_code == 201
     moved = stack.request(
         "PATCH",
-        f"/api/items/{theirs.json()['id']}",
-        json={"owner_id": alice["id"]},
+        resource_url(theirs.json()["id"]),
+        json={OWNER_FIELD: alice["id"]},
         headers=as_mallory,
     )
     assert moved.status_code == 422, moved.text
@@ -96,23 +105,19 @@ def test_another_users_key_cannot_read_or_change_a_private_item(stack, alice_and
             str(stack.ca),
         )
         assert twice.status in (400, 401), twice.raw[:300]
-        assert b"secret" not in twice.body
+        assert SECRET.encode() not in twice.body
 
-    # Alice's item is untouched.
+    # Alice's resource is untouched.
     mine = stack.get(path, headers=bearer(alice["api_key"]))
     assert mine.status_code == 200
-    assert {k: mine.json()[k] for k in ("name", "description", "is_public", "owner_id")} == {
-        "name": "Alice's diary",
-        "description": "secret",
-        "is_public": False,
-        "owner_id": alice["id"],
-    }
+    fields = [*ALICES, OWNER_FIELD]
+    assert {k: mine.json()[k] for k in fields} == {**ALICES, OWNER_FIELD: alice["id"]}
 
 
 def test_another_users_key_cannot_read_or_change_an_account(stack, alice_and_mallory):
     alice, mallory, _ = alice_and_mallory
     as_mallory = bearer(mallory["api_key"])
-    user_path = f"/api/users/{alice['id']}"
+    user_path = user_url(alice["id"])
 
     # The only account a key can reach is its own (/me); another user's URL has no writes.
     for method, kwargs in [
@@ -123,42 +128,42 @@ def test_another_users_key_cannot_read_or_change_an_account(stack, alice_and_mal
     ]:
         response = stack.request(method, user_path, headers=as_mallory, **kwargs)
         assert_error_json(response, 405)
-    for path in (f"{user_path}/api-key", f"/api/users/{alice['id']}/items"):
+    # Nor any route under it: a key of Alice's, her resources.
+    collection = RESOURCES_PATH.rsplit("/", 1)[1]
+    for path in (f"{user_path}/api-key", f"{user_path}/{collection}"):
         assert stack.post(path, headers=as_mallory).status_code in (404, 405)
 
     # Public views never carry the email.
     public = stack.get(user_path, headers=as_mallory)
     assert public.status_code == 200
     assert "email" not in public.json()
-    listed = stack.get("/api/users?limit=100", headers=as_mallory)
+    listed = stack.get(USERS_PATH, params={"limit": 100}, headers=as_mallory)
     assert all("email" not in user for user in listed.json()["items"])
 
     # /me is Mallory whatever she adds: ids in the body are unknown fields, query ids ignored.
     sneaky = stack.request(
-        "PATCH", "/api/users/me", json={"id": alice["id"], "name": "x"}, headers=as_mallory
+        "PATCH", ME_PATH, json={"id": alice["id"], "name": "x"}, headers=as_mallory
     )
     assert sneaky.status_code == 422, sneaky.text
-    me = stack.get(f"/api/users/me?id={alice['id']}&user_id={alice['id']}", headers=as_mallory)
+    me = stack.get(ME_PATH, params={"id": alice["id"], "user_id": alice["id"]}, headers=as_mallory)
     assert me.status_code == 200
     assert me.json()["id"] == mallory["id"]
     # Taking Alice's email is a conflict, not a takeover.
-    taken = stack.request(
-        "PATCH", "/api/users/me", json={"email": alice["email"]}, headers=as_mallory
-    )
+    taken = stack.request("PATCH", ME_PATH, json={"email": alice["email"]}, headers=as_mallory)
     assert_error_json(taken, 409)
 
     # Alice's account is untouched and her key still works.
-    alice_me = stack.get("/api/users/me", headers=bearer(alice["api_key"]))
+    alice_me = stack.get(ME_PATH, headers=bearer(alice["api_key"]))
     assert alice_me.status_code == 200
     assert alice_me.json()["name"] == alice["name"]
     assert alice_me.json()["email"] == alice["email"]
 
 
 def statuses_on_fresh_connections(stack, key: str, count: int = 24) -> set[int]:
-    """GET /api/users/me with `key`, each on a new TLS connection (spread over the workers)."""
+    """GET ME_PATH with `key`, each on a new TLS connection (spread over the workers)."""
 
     def one(_: int) -> int:
-        return stack.get("/api/users/me", headers=bearer(key), timeout=10).status_code
+        return stack.get(ME_PATH, headers=bearer(key), timeout=10).status_code
 
     with ThreadPoolExecutor(4) as pool:
         return set(pool.map(one, range(count)))
@@ -169,21 +174,21 @@ def test_a_rotated_key_stops_working_at_once(stack, figures):
     old = user["api_key"]
     assert statuses_on_fresh_connections(stack, old) == {200}
 
-    rotated = stack.post("/api/users/me/api-key", headers=bearer(old))
+    rotated = stack.post(API_KEY_PATH, headers=bearer(old))
     assert rotated.status_code == 200, rotated.text
     new = rotated.json()["api_key"]
     assert new != old
 
     # No delay, no retry: the first requests after the rotation already refuse the old key.
     assert statuses_on_fresh_connections(stack, old) == {401}
-    refused = stack.get("/api/users/me", headers=bearer(old))
+    refused = stack.get(ME_PATH, headers=bearer(old))
     assert_error_json(refused, 401)
     assert refused.headers.get("WWW-Authenticate", "").startswith("Bearer")
-    assert stack.post("/api/users/me/api-key", headers=bearer(old)).status_code == 401
+    assert stack.post(API_KEY_PATH, headers=bearer(old)).status_code == 401
     assert statuses_on_fresh_connections(stack, new) == {200}
 
     # A deleted account's key stops working at once, too.
-    assert stack.request("DELETE", "/api/users/me", headers=bearer(new)).status_code == 204
+    assert stack.request("DELETE", ME_PATH, headers=bearer(new)).status_code == 204
     assert statuses_on_fresh_connections(stack, new) == {401}
     figures["auth_rotation"] = {"old_key_after_rotation": 401, "deleted_account_key": 401}
 
@@ -195,7 +200,7 @@ def strict(stack, launcher) -> Iterator:
     view = launcher.stack(stack.api, nginx)
     # The burst below starts from a serving nginx (wait_ready used only a few of the 40).
     wait_until(
-        lambda: view.get("/api/items", timeout=5).status_code == 200,
+        lambda: view.get(RESOURCES_PATH, timeout=5).status_code == 200,
         30,
         what="the strict nginx to serve",
     )
@@ -211,9 +216,7 @@ def test_a_key_guessing_burst_hits_the_rate_limit(strict, figures):
         with new_session(str(strict.ca)) as session:
             for _ in range(per_thread):
                 key = secrets.token_urlsafe(32)
-                responses.append(
-                    session.get(strict.url("/api/users/me"), headers=bearer(key), timeout=10)
-                )
+                responses.append(session.get(strict.url(ME_PATH), headers=bearer(key), timeout=10))
         return responses
 
     with ThreadPoolExecutor(threads) as pool:

@@ -31,7 +31,7 @@ import pytest
 import requests
 
 from tests.support.containers import own_stack
-from tests.support.domain import unique_email
+from tests.support.domain import USERS_PATH, unique_email, user_body
 from tests.support.http import assert_error_json, new_session
 from tests.support.waiting import wait_until
 
@@ -73,8 +73,8 @@ class WriteLoad:
                 attempt = Attempt(email, f"Fault {email.split('@')[0]}", time.monotonic())
                 try:
                     response = session.post(
-                        self.stack.url("/api/users"),
-                        json={"name": attempt.name, "email": attempt.email},
+                        self.stack.url(USERS_PATH),
+                        json=user_body(attempt.name, attempt.email),
                         headers={"Idempotency-Key": attempt.key},
                         timeout=30,
                     )
@@ -136,7 +136,7 @@ class Checker:
         with new_session(str(stack.ca)) as session:
             cursor = ""
             while True:
-                page = session.get(stack.url(f"/api/users?limit=100{cursor}"), timeout=10)
+                page = session.get(stack.url(f"{USERS_PATH}?limit=100{cursor}"), timeout=10)
                 assert page.status_code == 200, page.text
                 body = page.json()
                 self.ids |= {user["id"] for user in body["items"]}
@@ -164,8 +164,8 @@ def retry_with_key(stack, attempt: Attempt) -> requests.Response:
 
     def once() -> requests.Response | None:
         response = stack.post(
-            "/api/users",
-            json={"name": attempt.name, "email": attempt.email},
+            USERS_PATH,
+            json=user_body(attempt.name, attempt.email),
             headers={"Idempotency-Key": attempt.key},
             timeout=30,
         )

@@ -23,10 +23,20 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.support.domain import unique_email
+from tests.support.domain import (
+    ME_PATH,
+    RESOURCES_PATH,
+    USERS_PATH,
+    raw_resource_body,
+    resource_url,
+    unique_email,
+    user_url,
+)
 from tests.support.http import assert_json_error, raw_request, tls_context
 
 Build = Callable[[str], bytes]  # API key -> the raw request
+# The paths as request-line bytes, for the requests written by hand.
+USERS, ME, RESOURCES = (path.encode() for path in (USERS_PATH, ME_PATH, RESOURCES_PATH))
 
 
 def request(
@@ -57,11 +67,11 @@ def new_user_body(name: bytes = b'"Mallory"') -> bytes:
 
 
 def post_user(body: bytes, content_type: bytes | None = b"application/json") -> Build:
-    return lambda key: request("POST", "/api/users", body=body, content_type=content_type)
+    return lambda key: request("POST", USERS, body=body, content_type=content_type)
 
 
-def post_item(body: bytes) -> Build:
-    return lambda key: request("POST", "/api/items", body=body, key=key)
+def post_resource(body: bytes) -> Build:
+    return lambda key: request("POST", RESOURCES, body=body, key=key)
 
 
 def get(target: bytes | str, extra: bytes = b"", key: bool = False) -> Build:
@@ -78,48 +88,48 @@ CASES: dict[str, tuple[Build, set[int]]] = {
     "nested arrays, 100k deep": (post_user(b"[" * NEST + b"]" * NEST), {400}),
     "nested objects, 50k deep": (post_user(b'{"a":' * 50_000 + b"1" + b"}" * 50_000), {400}),
     "nesting inside a field": (
-        post_item(b'{"name": ' + b"[" * 5000 + b"]" * 5000 + b"}"),
+        post_resource(raw_resource_body(b"[" * 5000 + b"]" * 5000)),
         {400, 422},
     ),
     "nesting just under the limit": (
-        post_item(b'{"name": ' + b"[" * 500 + b"]" * 500 + b"}"),
+        post_resource(raw_resource_body(b"[" * 500 + b"]" * 500)),
         {422},
     ),
     # --- huge numbers
     "5000-digit integer in a body": (
-        post_item(b'{"name": "n", "is_public": ' + b"9" * 5000 + b"}"),
+        post_resource(raw_resource_body(public=b"9" * 5000)),
         {400, 422},
     ),
-    "1e999999 in a body": (post_item(b'{"name": "n", "is_public": 1e999999}'), {422}),
-    "-1e999999 as a name": (post_item(b'{"name": -1e999999}'), {422}),
-    "huge id in the path": (get("/api/items/" + "9" * 30), {422}),
-    "3000-digit id in the path": (get("/api/items/" + "9" * 3000), {404, 422}),
-    "5000-digit id in the path": (get("/api/items/" + "9" * 5000), {404, 414, 422}),
-    "5000-digit page size": (get("/api/items?limit=" + "9" * 5000), {400, 414, 422}),
-    "negative page size": (get("/api/users?limit=-1"), {422}),
-    "float page size": (get("/api/users?limit=1e3"), {422}),
+    "1e999999 in a body": (post_resource(raw_resource_body(public=b"1e999999")), {422}),
+    "-1e999999 as a name": (post_resource(raw_resource_body(b"-1e999999")), {422}),
+    "huge id in the path": (get(resource_url("9" * 30)), {422}),
+    "3000-digit id in the path": (get(resource_url("9" * 3000)), {404, 422}),
+    "5000-digit id in the path": (get(resource_url("9" * 5000)), {404, 414, 422}),
+    "5000-digit page size": (get(f"{RESOURCES_PATH}?limit={'9' * 5000}"), {400, 414, 422}),
+    "negative page size": (get(f"{USERS_PATH}?limit=-1"), {422}),
+    "float page size": (get(f"{USERS_PATH}?limit=1e3"), {422}),
     # --- invalid UTF-8
     "invalid UTF-8 in a body": (post_user(new_user_body(b'"\xff\xfe\xfd"')), {400}),
     "overlong UTF-8 encoding of '/'": (post_user(new_user_body(b'"\xc0\xaf"')), {400}),
     "UTF-16 body": (post_user(new_user_body().decode().encode("utf-16")), {400}),
     "lone surrogate escape": (post_user(new_user_body(b'"\\ud800"')), {400, 422}),
-    "invalid UTF-8 in the path": (get(b"/api/users/\xff\xfe"), {400, 404}),
-    "%-encoded invalid UTF-8 in the path": (get("/api/users/%ff%fe"), {400, 404}),
-    "%-encoded invalid UTF-8 in the query": (get("/api/users?cursor=%ff%fe"), {400, 422}),
-    "invalid UTF-8 in the query": (get(b"/api/users?cursor=\xff\xfe"), {400, 422}),
+    "invalid UTF-8 in the path": (get(USERS + b"/\xff\xfe"), {400, 404}),
+    "%-encoded invalid UTF-8 in the path": (get(user_url("%ff%fe")), {400, 404}),
+    "%-encoded invalid UTF-8 in the query": (get(f"{USERS_PATH}?cursor=%ff%fe"), {400, 422}),
+    "invalid UTF-8 in the query": (get(USERS + b"?cursor=\xff\xfe"), {400, 422}),
     "invalid UTF-8 in Authorization": (
-        get("/api/users/me", extra=b"Authorization: Bearer \xff\xfe\r\n"),
+        get(ME, extra=b"Authorization: Bearer \xff\xfe\r\n"),
         {400, 401},
     ),
     # --- NUL bytes
     "escaped NUL in a name": (post_user(new_user_body(b'"Mal\\u0000lory"')), {422}),
     "raw NUL in a body": (post_user(new_user_body(b'"Mal\x00lory"')), {400}),
-    "%00 in the path": (get("/api/users/%00"), {400, 404}),
-    "%00 in the query": (get("/api/users?cursor=%00"), {400, 422}),
-    "NUL in the path": (get(b"/api/users/\x00"), {400}),
-    "NUL in a header": (get("/api/items", extra=b"X-Test: a\x00b\r\n"), {400}),
+    "%00 in the path": (get(user_url("%00")), {400, 404}),
+    "%00 in the query": (get(f"{USERS_PATH}?cursor=%00"), {400, 422}),
+    "NUL in the path": (get(USERS + b"/\x00"), {400}),
+    "NUL in a header": (get(RESOURCES, extra=b"X-Test: a\x00b\r\n"), {400}),
     "NUL in Authorization": (
-        get("/api/users/me", extra=b"Authorization: Bearer a\x00b\r\n"),
+        get(ME, extra=b"Authorization: Bearer a\x00b\r\n"),
         {400},
     ),
     # --- wrong and missing content types
@@ -137,7 +147,7 @@ CASES: dict[str, tuple[Build, set[int]]] = {
     ),
     "garbage Content-Type": (post_user(new_user_body(), b"\x01\x02;;;==="), {400, 415}),
     "JSON that is not an object": (post_user(b'"Mallory"'), {400}),
-    "NaN": (post_item(b'{"name": "n", "is_public": NaN}'), {400}),
+    "NaN": (post_resource(raw_resource_body(public=b"NaN")), {400}),
     "empty body with a JSON type": (post_user(b""), {400}),
     "truncated JSON": (post_user(b'{"name": "Mallory", "email": '), {400}),
     # --- duplicate keys
@@ -146,29 +156,29 @@ CASES: dict[str, tuple[Build, set[int]]] = {
         {400},
     ),
     "duplicate owner field": (
-        post_item(b'{"name": "n", "is_public": false, "is_public": true}'),
+        post_resource(raw_resource_body(public=b"false", public_again=b"true")),
         {400},
     ),
     # --- oversized headers and request lines
-    "one 20 KB header": (get("/api/items", extra=b"X-Big: " + b"a" * 20_000 + b"\r\n"), {431}),
+    "one 20 KB header": (get(RESOURCES, extra=b"X-Big: " + b"a" * 20_000 + b"\r\n"), {431}),
     "40 KB of headers": (
-        get("/api/items", extra=b"".join(b"X-H%d: %s\r\n" % (i, b"b" * 1000) for i in range(40))),
+        get(RESOURCES, extra=b"".join(b"X-H%d: %s\r\n" % (i, b"b" * 1000) for i in range(40))),
         {431},
     ),
     "600 small headers": (
-        get("/api/items", extra=b"".join(b"X-H%d: v\r\n" % i for i in range(600))),
+        get(RESOURCES, extra=b"".join(b"X-H%d: v\r\n" % i for i in range(600))),
         {431},
     ),
     "100 KB cookie": (
-        get("/api/items", extra=b"Cookie: a=" + b"c" * 100_000 + b"\r\n"),
+        get(RESOURCES, extra=b"Cookie: a=" + b"c" * 100_000 + b"\r\n"),
         {431},
     ),
     "7 KB header (nginx passes it on)": (
-        get("/api/items", extra=b"X-Big: " + b"a" * 7000 + b"\r\nAuthorization: Basic x\r\n"),
+        get(RESOURCES, extra=b"X-Big: " + b"a" * 7000 + b"\r\nAuthorization: Basic x\r\n"),
         {401},
     ),
-    "20 KB request line": (get("/api/items?" + "a" * 20_000), {414}),
-    "6 KB request line (nginx passes it on)": (get("/api/users/1?x=" + "a" * 6000), {414}),
+    "20 KB request line": (get(f"{RESOURCES_PATH}?{'a' * 20_000}"), {414}),
+    "6 KB request line (nginx passes it on)": (get(f"{user_url(1)}?x={'a' * 6000}"), {414}),
     # --- path traversal
     "../ in the path": (get("/api/../../../../etc/passwd"), {400, 404}),
     "%2e%2e in the path": (get("/api/%2e%2e/%2e%2e/%2e%2e/etc/passwd"), {400, 404}),
@@ -180,51 +190,51 @@ CASES: dict[str, tuple[Build, set[int]]] = {
         get("/api/docs/static/../../../../app/src/api/core/config.py"),
         {400, 404},
     ),
-    "traversal in an item id": (get("/api/items/..%2f..%2fetc%2fpasswd"), {400, 404}),
+    "traversal in an item id": (get(resource_url("..%2f..%2fetc%2fpasswd")), {400, 404}),
     "absolute-form request line": (get("http://evil.example/../../etc/passwd"), {400, 404}),
     # --- framing that smuggles
     "Content-Length and Transfer-Encoding": (
         raw(
-            b"POST /api/users HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
+            b"POST " + USERS + b" HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
             b"Content-Type: application/json\r\nContent-Length: 4\r\n"
-            b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /api/users/me HTTP/1.1\r\n\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET " + ME + b" HTTP/1.1\r\n\r\n"
         ),
         {400},
     ),
     "two Content-Lengths": (
         raw(
-            b"POST /api/users HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
+            b"POST " + USERS + b" HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
             b"Content-Type: application/json\r\nContent-Length: 2\r\nContent-Length: 40\r\n\r\n{}"
         ),
         {400},
     ),
     "negative Content-Length": (
         raw(
-            b"POST /api/users HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
+            b"POST " + USERS + b" HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
             b"Content-Type: application/json\r\nContent-Length: -1\r\n\r\n{}"
         ),
         {400},
     ),
     "bad chunk size": (
         raw(
-            b"POST /api/users HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
+            b"POST " + USERS + b" HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
             b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
             b"zz\r\n{}\r\n0\r\n\r\n"
         ),
         {400},
     ),
-    "no Host header": (raw(b"GET /api/items HTTP/1.1\r\nConnection: close\r\n\r\n"), {400}),
-    "bad method": (raw(b"G=T /api/items HTTP/1.1\r\nHost: localhost\r\n\r\n"), {400, 405}),
+    "no Host header": (raw(b"GET " + RESOURCES + b" HTTP/1.1\r\nConnection: close\r\n\r\n"), {400}),
+    "bad method": (raw(b"G=T " + RESOURCES + b" HTTP/1.1\r\nHost: localhost\r\n\r\n"), {400, 405}),
     "unknown method": (
-        raw(b"BREW /api/items HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"),
+        raw(b"BREW " + RESOURCES + b" HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"),
         {400, 405},
     ),
     "TRACE": (
-        raw(b"TRACE /api/items HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"),
+        raw(b"TRACE " + RESOURCES + b" HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"),
         {405},
     ),
     "HTTP/2.0 on an HTTP/1 connection": (
-        raw(b"GET /api/items HTTP/2.0\r\nHost: localhost\r\n\r\n"),
+        raw(b"GET " + RESOURCES + b" HTTP/2.0\r\nHost: localhost\r\n\r\n"),
         {400},
     ),
 }
@@ -250,7 +260,7 @@ def test_malformed_request_gets_a_json_4xx(stack, key, name, figures):
 
 
 def test_the_stack_still_serves_after_the_malformed_requests(stack):
-    response = stack.get("/api/items")
+    response = stack.get(RESOURCES_PATH)
     assert response.status_code == 200, response.text
 
 
@@ -346,14 +356,14 @@ def h2_get(port: int, ca: str, path: str, extra: list[tuple[bytes, bytes]], time
 
 
 def test_http2_works_for_an_ordinary_request(stack):
-    assert h2_get(stack.https_port, str(stack.ca), "/api/items", []) == ("status", 200)
+    assert h2_get(stack.https_port, str(stack.ca), RESOURCES_PATH, []) == ("status", 200)
 
 
 def test_oversized_headers_over_http2_end_the_connection_at_once(stack):
     started = time.monotonic()
-    outcome = h2_get(stack.https_port, str(stack.ca), "/api/items", [(b"x-big", b"a" * 40_000)])
+    outcome = h2_get(stack.https_port, str(stack.ca), RESOURCES_PATH, [(b"x-big", b"a" * 40_000)])
     elapsed = time.monotonic() - started
     assert outcome in {("goaway", ENHANCE_YOUR_CALM), ("status", 431), ("status", 400)}, outcome
     assert elapsed < 5, f"took {elapsed:.1f}s"
     # nginx itself is unharmed.
-    assert h2_get(stack.https_port, str(stack.ca), "/api/items", []) == ("status", 200)
+    assert h2_get(stack.https_port, str(stack.ca), RESOURCES_PATH, []) == ("status", 200)

@@ -30,6 +30,13 @@ from pathlib import Path
 import pytest
 
 from tests.support.clients import Load, percentile
+from tests.support.domain import (
+    RESOURCES_PATH,
+    bearer,
+    create_resource,
+    resource_body,
+    resource_url,
+)
 from tests.support.waiting import wait_until
 
 SLOW = 200
@@ -40,23 +47,23 @@ WINDOWS = 3  # attack windows measured at most (see the test)
 REPO = Path(__file__).resolve().parents[2]
 
 
-def ordinary_traffic(stack, key: str, item_id: int):
+def ordinary_traffic(stack, key: str, resource_id: int):
     """Reads and writes an ordinary client makes, cycling; one request per call."""
     counter = iter(range(10**9))
-    headers = {"Authorization": f"Bearer {key}"}
+    headers = bearer(key)
 
     def send(session):
         n = next(counter)
         if n % 4 == 0:
             return session.post(
-                stack.url("/api/items"),
-                json={"name": f"ordinary {n}"},
+                stack.url(RESOURCES_PATH),
+                json=resource_body(f"ordinary {n}"),
                 headers=headers,
                 timeout=10,
             )
         if n % 4 == 1:
-            return session.get(stack.url(f"/api/items/{item_id}"), headers=headers, timeout=10)
-        return session.get(stack.url("/api/items?limit=5"), timeout=10)
+            return session.get(stack.url(resource_url(resource_id)), headers=headers, timeout=10)
+        return session.get(stack.url(f"{RESOURCES_PATH}?limit=5"), timeout=10)
 
     return send
 
@@ -116,8 +123,8 @@ class Attacker:
         raise AssertionError(f"no summary from the attacker: {self.lines[-5:]}")
 
 
-def run_load(stack, key: str, item_id: int, seconds: float) -> Load:
-    load = Load(str(stack.ca), ordinary_traffic(stack, key, item_id), threads=2, pause=0.02)
+def run_load(stack, key: str, resource_id: int, seconds: float) -> Load:
+    load = Load(str(stack.ca), ordinary_traffic(stack, key, resource_id), threads=2, pause=0.02)
     with load:
         time.sleep(seconds)  # the load runs for a fixed duration; nothing is awaited here
     return load
@@ -127,12 +134,9 @@ def run_load(stack, key: str, item_id: int, seconds: float) -> Load:
 def test_slowloris_does_not_slow_ordinary_clients(stack, figures):
     owner = stack.create_user("Ordinary Client")
     key = owner["api_key"]
-    item = stack.post(
-        "/api/items", json={"name": "probe"}, headers={"Authorization": f"Bearer {key}"}
-    )
-    assert item.status_code == 201, item.text
+    probe = create_resource(stack, owner, "probe")["id"]
 
-    baseline = run_load(stack, key, item.json()["id"], BASELINE_SECONDS).result
+    baseline = run_load(stack, key, probe, BASELINE_SECONDS).result
 
     attacker = Attacker(stack.https_port, str(stack.ca))
     windows = []
@@ -142,7 +146,7 @@ def test_slowloris_does_not_slow_ordinary_clients(stack, figures):
         # window that misses the budget is measured again, the attack still on, up to WINDOWS
         # times; a real degradation misses it every time. Every window is reported.
         for _ in range(WINDOWS):
-            under_attack = run_load(stack, key, item.json()["id"], ATTACK_SECONDS).result
+            under_attack = run_load(stack, key, probe, ATTACK_SECONDS).result
             windows.append(under_attack)
             if percentile(under_attack.latencies, 99) < P99_BUDGET:
                 break
@@ -179,7 +183,7 @@ def test_slowloris_does_not_slow_ordinary_clients(stack, figures):
     assert not slow_5xx, summary["answers"]
     if p99 >= P99_BUDGET:
         # Say whether the machine itself was the cause: the same load again, no attack.
-        control = run_load(stack, key, item.json()["id"], BASELINE_SECONDS).result
+        control = run_load(stack, key, probe, BASELINE_SECONDS).result
         figures["slow_clients"]["control_p99_ms_after"] = round(
             percentile(control.latencies, 99) * 1000, 1
         )
@@ -190,4 +194,4 @@ def test_slowloris_does_not_slow_ordinary_clients(stack, figures):
     # nginx cut the endless header blocks (client_header_timeout) and the attacker came back.
     assert summary["reconnects"] >= SLOW // 2, summary
     # Afterwards the stack serves as before.
-    assert stack.get("/api/items").status_code == 200
+    assert stack.get(RESOURCES_PATH).status_code == 200
