@@ -1,4 +1,5 @@
-"""What every part of the bench harness shares: where things are, logging, the expected error."""
+"""What every part of the bench harness shares: where things are, the sample domain, logging, the
+expected error."""
 
 from __future__ import annotations
 
@@ -16,6 +17,13 @@ IMAGE_TAG = "bench"
 DATABASES = {"sqlite": "SQLite", "postgres": "PostgreSQL"}
 # Written by `make secrets`; compose.postgres.yaml mounts it into the api and db containers.
 DB_PASSWORD_FILE = ROOT / "secrets" / "db_password"
+
+# The sample domain's paths and bodies, from tests/support/domain.py like the test suites': it is
+# the one file besides the API's own that changes with the resource. The bench runs as scripts
+# (`python bench/run.py`, `python bench/inprocess.py`), so only bench/ is on sys.path: the
+# repository root is added here, the one place, and every part imports `domain` from this module.
+sys.path.insert(0, str(ROOT))
+from tests.support import domain as domain  # noqa: E402  (re-exported)
 
 
 def log(message: str) -> None:

@@ -14,8 +14,9 @@ machine's CPU time per request moves by +-30% between runs (other tenants, frequ
     .venv/bin/python bench/inprocess.py                       # get, post, page: ms of CPU
     .venv/bin/python bench/inprocess.py --instructions get    # instructions per GET
 
-Kinds: ``get`` (GET /api/items/<id>), ``post`` (POST /api/users, unique emails), ``page``
-(GET /api/items?limit=20 of 25 public items). The log goes to /dev/null.
+Kinds: ``get`` (GET of one resource), ``post`` (a sign-up, unique emails), ``page`` (GET of the
+resource list, limit=20, of 25 public resources): the sample domain's paths and bodies, from
+tests/support/domain.py. The log goes to /dev/null.
 
 ``--database-url`` runs the same on a database server, e.g. the stack's PostgreSQL image started
 by hand (the password as the API reads it, from a file):
@@ -45,6 +46,11 @@ import time
 import uuid
 from collections.abc import Callable
 from typing import Any
+
+# This runs on the host, with the virtualenv's editable install of the API (no Docker, no image),
+# itself as a script (bench/ on sys.path, also under valgrind): common.py puts the repository root
+# on sys.path and hands over the sample domain (tests/support/domain.py, standard library only).
+from common import domain
 
 KINDS = ("get", "post", "page")
 FORWARDED = {
@@ -109,22 +115,24 @@ def workload(kind: str, database_url: str | None = None) -> Callable[[], None]:
     call = make_client(database_url)
     # Unique per run: a database given with --database-url may hold earlier runs' users.
     token = uuid.uuid4().hex[:8]
-    owner = {"name": "Owner", "email": f"owner-{token}@example.com"}
-    _, body = call("POST", "/api/users", owner)
+    owner = domain.user_body("Owner", f"owner-{token}@example.com")
+    _, body = call("POST", domain.USERS_PATH, owner)
     auth = {"authorization": f"Bearer {json.loads(body)['api_key']}"}
     ids = []
     for i in range(25):
-        _, body = call("POST", "/api/items", {"name": f"item {i}", "is_public": True}, **auth)
+        resource = domain.resource_body(f"item {i}", public=True)
+        _, body = call("POST", domain.RESOURCES_PATH, resource, **auth)
         ids.append(json.loads(body)["id"])
     emails = (f"user-{token}-{n}@example.com" for n in itertools.count())
+    one_resource = domain.resource_url(ids[0])
 
     def one() -> None:
         if kind == "get":
-            status, _ = call("GET", f"/api/items/{ids[0]}")
+            status, _ = call("GET", one_resource)
         elif kind == "post":
-            status, _ = call("POST", "/api/users", {"name": "Bench", "email": next(emails)})
+            status, _ = call("POST", domain.USERS_PATH, domain.user_body("Bench", next(emails)))
         else:
-            status, _ = call("GET", "/api/items", query="limit=20")
+            status, _ = call("GET", domain.RESOURCES_PATH, query="limit=20")
         if not status.startswith("20"):
             raise SystemExit(f"{kind}: unexpected {status}")
 

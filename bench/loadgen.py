@@ -15,10 +15,19 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from common import BENCH_DIR, CERTS, BenchError, log
+from common import BENCH_DIR, CERTS, BenchError, domain, log
 
 WRK_SCRIPT = BENCH_DIR / "wrk" / "bench.lua"
 OPENLOOP = BENCH_DIR / "openloop.py"
+# What bench.lua's post_users mode sends: a sign-up, the sample domain's path and body, "{unique}"
+# in the body replaced by a token of its own for each request. The floor app (F4) serves the same
+# sign-up path.
+SIGN_UP = {
+    "BENCH_WRK_PATH": domain.USERS_PATH,
+    "BENCH_WRK_BODY": json.dumps(
+        domain.user_body("Bench User", "bench-{unique}@example.com"), separators=(",", ":")
+    ),
+}
 
 
 def _is_debian_root() -> bool:
@@ -54,7 +63,7 @@ def ensure_tool(binary: str, package: str, *, required: bool) -> bool:
 def run_wrk(
     url: str, *, threads: int, connections: int, duration: float, mode: str, run_id: str
 ) -> dict[str, Any]:
-    env = {**os.environ, "BENCH_WRK_MODE": mode, "BENCH_RUN_ID": run_id}
+    env = {**os.environ, **SIGN_UP, "BENCH_WRK_MODE": mode, "BENCH_RUN_ID": run_id}
     cmd = [
         "wrk",
         f"-t{threads}",

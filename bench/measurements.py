@@ -1,4 +1,8 @@
-"""The measurements of issue 6: what each one loads, its warm-up, and the CPU it cost."""
+"""The measurements of issue 6: what each one loads, its warm-up, and the CPU it cost.
+
+What they request is the sample domain's (tests/support/domain.py): one resource (2, 3, 3h2, 6),
+a sign-up (4), a page of the resource list (5).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ import datetime as dt
 from collections.abc import Callable
 from typing import Any
 
-from common import log
+from common import domain, log
 from cpu import CpuMeter, children_cpu
 from loadgen import run_h2load, run_openloop, run_wrk
 from stack import count_in_logs
@@ -87,7 +91,7 @@ def run_measurements(
     meter: CpuMeter,
     env: dict[str, str],
     ports: dict[str, int],
-    item: int,
+    resource_id: int,
     run_id: str,
     wanted: set[str],
     have_h2load: bool,
@@ -96,13 +100,16 @@ def run_measurements(
     https = f"https://127.0.0.1:{ports['https']}"
     direct = f"http://127.0.0.1:{ports['api']}"
 
+    resource = domain.resource_url(resource_id)  # the seeded one (public)
+    page = f"{domain.RESOURCES_PATH}?limit=20"
+
     def wrk(url: str, mode: str = "static") -> tuple[Load, Warmup]:
         return wrk_load(args, url, run_id, mode)
 
     plan = [
         ("1", "nginx static 200 (TLS)", *wrk(f"{https}/nginx-static")),
-        ("2", "GET item, gunicorn direct", *wrk(f"{direct}/api/items/{item}")),
-        ("3", "GET item via nginx (TLS)", *wrk(f"{https}/api/items/{item}")),
+        ("2", "GET item, gunicorn direct", *wrk(direct + resource)),
+        ("3", "GET item via nginx (TLS)", *wrk(https + resource)),
     ]
 
     measured: list[dict[str, Any]] = []
@@ -115,7 +122,7 @@ def run_measurements(
         peak = next((m["rps"] for m in measured if m["key"] == "3"), None)
         rate = args.rate or (peak * args.rate_fraction if peak else None)
         if rate:
-            url = f"{https}/api/items/{item}"
+            url = https + resource
             m6 = measure(
                 "6",
                 f"GET item via nginx at {rate:.0f} req/s (open loop)",
@@ -144,7 +151,7 @@ def run_measurements(
                 "GET item via nginx (HTTP/2)",
                 meter,
                 lambda: run_h2load(
-                    f"{https}/api/items/{item}",
+                    https + resource,
                     connections=16,
                     streams=4,
                     duration=args.duration,
@@ -153,14 +160,15 @@ def run_measurements(
             )
         )
     if "4" in wanted:
-        load, warm = wrk(https, mode="post_users")
+        load, warm = wrk(https, mode="post_users")  # the path is the sign-up's (loadgen.py)
         # Only the log lines written during 4 (and its warm-up) are searched.
         since = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        m4 = measure("4", "POST /api/users via nginx (64 conns)", meter, load, warm)
+        title = f"POST {domain.USERS_PATH} via nginx (64 conns)"
+        m4 = measure("4", title, meter, load, warm)
         m4["database_locked"] = count_in_logs(env, "api", since, "database is locked")
         measured.append(m4)
     if "5" in wanted:
-        load, warm = wrk(f"{https}/api/items?limit=20")
-        measured.append(measure("5", "GET /api/items?limit=20 via nginx", meter, load, warm))
+        load, warm = wrk(https + page)
+        measured.append(measure("5", f"GET {page} via nginx", meter, load, warm))
     order = ("1", "2", "3", "3h2", "4", "5", "6")  # the table keeps the issue's order
     return sorted(measured, key=lambda m: order.index(m["key"]))

@@ -15,7 +15,8 @@ What it does, in order (everything is torn down at the end, also on failure or C
    ``--db postgres``: also ``compose.postgres.yaml`` (the db service, not published, and the
    API pointed at it) in every compose call, teardown included; needs ``secrets/db_password``
    (``make secrets``, run by the harness if missing).
-3. Seeds a user and 25 public items (through the API, so on either database).
+3. Seeds a user and 25 public resources (through the API, so on either database), with the paths
+   and bodies of the sample domain (tests/support/domain.py, imported through ``common.py``).
 4. Runs the measurements of issue 6 (each after a short warm-up), reading the containers' cgroup
    CPU counters (and the host processes that carry the traffic) before and after each one.
 5. The floor baseline (F2-F4, ``floor.py``): recreates only the api service with
@@ -247,7 +248,7 @@ def run_pass(
         results["seed"] = seed(f"https://127.0.0.1:{ports['https']}", run_id)
         started_at = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         results["measurements"] = run_measurements(
-            args, meter, env, ports, results["seed"]["item_id"], run_id, wanted, have_h2load
+            args, meter, env, ports, results["seed"]["resource_id"], run_id, wanted, have_h2load
         )
         results["api_errors_logged"] = count_in_logs(env, "api", started_at, '"level": "ERROR"')
         if "db" in containers:

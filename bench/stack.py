@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from common import BENCH_DIR, CERTS, IMAGE_TAG, PROJECT, ROOT, BenchError, log
+from common import BENCH_DIR, CERTS, IMAGE_TAG, PROJECT, ROOT, BenchError, domain, log
 
 # --- compose --------------------------------------------------------------------------------
 
@@ -189,26 +189,26 @@ def http_json(
         return exc.code, exc.read().decode(errors="replace")
 
 
-def seed(base: str, run_id: str, n_items: int = 25) -> dict[str, Any]:
-    """One user and ``n_items`` public items, so `GET /api/items?limit=20` is a full page."""
-    status, user = http_json(
-        "POST", f"{base}/api/users", {"name": "Bench Seed", "email": f"seed-{run_id}@example.com"}
-    )
+def seed(base: str, run_id: str, count: int = 25) -> dict[str, Any]:
+    """One user and ``count`` public resources, so a page of 20 of them (measurement 5) is full.
+
+    Paths and bodies are the sample domain's (tests/support/domain.py).
+    """
+    users, resources = domain.USERS_PATH, domain.RESOURCES_PATH
+    body = domain.user_body("Bench Seed", f"seed-{run_id}@example.com")
+    status, user = http_json("POST", base + users, body)
     if status != 201:
-        raise BenchError(f"seeding: POST /api/users answered {status}: {user}")
+        raise BenchError(f"seeding: POST {users} answered {status}: {user}")
     token = user["api_key"]
     ids = []
-    for i in range(n_items):
-        status, item = http_json(
-            "POST",
-            f"{base}/api/items",
-            {"name": f"bench item {i}", "is_public": True},
-            token=token,
-        )
+    for i in range(count):
+        body = domain.resource_body(f"bench item {i}", public=True)
+        status, created = http_json("POST", base + resources, body, token=token)
         if status != 201:
-            raise BenchError(f"seeding: POST /api/items answered {status}: {item}")
-        ids.append(item["id"])
-    status, page = http_json("GET", f"{base}/api/items?limit=20")
+            raise BenchError(f"seeding: POST {resources} answered {status}: {created}")
+        ids.append(created["id"])
+    page_url = f"{resources}?limit=20"
+    status, page = http_json("GET", base + page_url)
     if status != 200 or len(page.get("items", [])) != 20:
-        raise BenchError(f"seeding: GET /api/items?limit=20 gave {status}, not a page of 20")
-    return {"user_id": user["id"], "item_id": ids[0], "item_ids": len(ids)}
+        raise BenchError(f"seeding: GET {page_url} gave {status}, not a page of 20")
+    return {"user_id": user["id"], "resource_id": ids[0], "resources": len(ids)}

@@ -1,8 +1,9 @@
 -- wrk script for bench/run.py.
 --
--- BENCH_WRK_MODE=post_users: every request is POST /api/users with a unique email
---   (run id from BENCH_RUN_ID, wrk thread number, per-thread counter), so sign-ups never
---   collide (a 409 would count as an error).
+-- BENCH_WRK_MODE=post_users: every request is a sign-up, a POST of the body BENCH_WRK_BODY to
+--   the path BENCH_WRK_PATH (both set by bench/loadgen.py from tests/support/domain.py), each
+--   "{unique}" in the body replaced by a token of the request's own (run id from BENCH_RUN_ID, wrk
+--   thread number, per-thread counter), so sign-ups never collide (a 409 would count as an error).
 -- Any other mode: the request given on the command line (wrk's static request, the fast path).
 --
 -- done() prints one line, "BENCH_JSON {...}", with the totals and latency percentiles in
@@ -18,15 +19,17 @@ function setup(thread)
 end
 
 if mode == "post_users" then
+  local path = assert(os.getenv("BENCH_WRK_PATH"), "post_users: BENCH_WRK_PATH is not set")
+  local body = assert(os.getenv("BENCH_WRK_BODY"), "post_users: BENCH_WRK_BODY is not set")
   local counter = 0
   local headers = { ["Content-Type"] = "application/json" }
   -- Defined only in this mode: a request() function makes wrk build every request in Lua.
   function request()
     counter = counter + 1
-    local body = string.format(
-      '{"name":"Bench User","email":"bench-%s-%d-%d@example.com"}', run_id, tid, counter
-    )
-    return wrk.format("POST", "/api/users", headers, body)
+    local unique = string.format("%s-%d-%d", run_id, tid, counter)
+    -- A function as the replacement: a string's "%" would be read as a capture reference.
+    local filled = body:gsub("{unique}", function() return unique end)
+    return wrk.format("POST", path, headers, filled)
   end
 end
 
