@@ -81,7 +81,9 @@ die() {
 : "${CORS_ALLOWED_ORIGINS:=}"
 
 # match VALUE ERE: true when VALUE matches the whole extended regex.
-match() {
+match() { # the whole value, one line: grep alone would accept a value if any one line matched
+    case "$1" in *"
+"*) return 1 ;; esac
     printf '%s\n' "$1" | grep -Eqx -- "$2"
 }
 

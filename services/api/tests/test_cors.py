@@ -338,7 +338,9 @@ def test_the_wildcard_is_refused_with_a_reason(monkeypatch):
 # --- nginx: the same rules, the same lists ---------------------------------------------------
 
 
-def nginx_entrypoint(value: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+def nginx_entrypoint(
+    value: str, tmp_path: Path, **settings: str
+) -> subprocess.CompletedProcess[str]:
     """Run nginx's entrypoint up to its settings checks.
 
     TLS_CERT names a missing file, so a value that passes stops at the next check (the
@@ -348,6 +350,7 @@ def nginx_entrypoint(value: str, tmp_path: Path) -> subprocess.CompletedProcess[
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "CORS_ALLOWED_ORIGINS": value,
         "TLS_CERT": str(tmp_path / "missing.pem"),
+        **settings,
     }
     return subprocess.run(
         ["sh", str(REPO / "nginx" / "docker-entrypoint.sh"), "true"],
@@ -373,6 +376,14 @@ def test_nginx_accepts_and_refuses_the_same_values(tmp_path, value):
     assert nginx_accepts == api_accepts, result.stderr
     if not nginx_accepts:
         assert "CORS_ALLOWED_ORIGINS" in result.stderr
+
+
+def test_nginx_refuses_a_setting_of_several_lines(tmp_path):
+    """One valid line is not enough: the rest would reach nginx's configuration as written."""
+    result = nginx_entrypoint("", tmp_path, SERVER_NAME="localhost\n} server { listen 9999;")
+    assert result.returncode == 64
+    assert "SERVER_NAME=" in result.stderr
+    assert "missing.pem" not in result.stderr
 
 
 def test_nginx_exposes_the_same_headers():
