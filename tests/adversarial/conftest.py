@@ -44,7 +44,7 @@ _FIGURES: dict[str, Any] = {}
 @pytest.fixture(scope="session")
 def figures() -> Iterator[dict[str, Any]]:
     """A dict each test records its measurements in (key: the attack)."""
-    yield _FIGURES
+    return _FIGURES
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:

@@ -252,7 +252,8 @@ def test_malformed_request_gets_a_json_4xx(stack, key, name, figures):
     response = raw_request(stack.https_port, build(key), str(stack.ca), timeout=10)
     elapsed = time.monotonic() - started
     body = assert_json_error(response, expected)
-    assert b"root:" not in response.body and b"SettingsError" not in response.body, body
+    assert b"root:" not in response.body, body
+    assert b"SettingsError" not in response.body, body
     tally = figures.setdefault("malformed", {"cases": 0, "slowest_s": 0.0, "statuses": {}})
     tally["cases"] += 1
     tally["slowest_s"] = round(max(tally["slowest_s"], elapsed), 3)

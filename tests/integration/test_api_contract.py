@@ -39,7 +39,8 @@ def test_create_user_returns_201_with_key_and_location(stack):
     assert {"id", "name", "email", "created_at", "api_key"} <= body.keys()
     assert body["name"] == "Alice"
     assert body["email"] == email
-    assert isinstance(body["api_key"], str) and len(body["api_key"]) >= 20
+    assert isinstance(body["api_key"], str)
+    assert len(body["api_key"]) >= 20
     assert response.headers["Location"].startswith("https://")
     assert response.headers["Location"].endswith(user_url(body["id"]))
 

@@ -49,14 +49,16 @@ def test_processes_run_as_non_root(stack):
 def test_images_default_to_a_non_root_user(docker_client, images):
     for tag in images.values():
         user = docker_client.images.get(tag).attrs["Config"].get("User") or ""
-        assert user and user.split(":")[0] not in ("0", "root"), f"{tag} runs as {user!r}"
+        assert user, f"{tag} sets no user: it runs as root"
+        assert user.split(":")[0] not in ("0", "root"), f"{tag} runs as {user!r}"
 
 
 def test_root_filesystem_is_read_only(service):
     attrs = service.container.attrs
     assert attrs["HostConfig"]["ReadonlyRootfs"] is True
     code, output = service.exec(["sh", "-c", "echo x > /itest-probe"])
-    assert code != 0 and "Read-only file system" in output, (code, output)
+    assert code != 0, (code, output)
+    assert "Read-only file system" in output, (code, output)
     code, output = service.exec(["sh", "-c", "echo x > /tmp/itest-probe && rm /tmp/itest-probe"])
     assert code == 0, f"the tmpfs /tmp is not writable: {output}"
 

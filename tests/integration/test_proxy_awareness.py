@@ -59,7 +59,8 @@ def test_client_supplied_request_id_is_kept_and_a_bad_one_replaced(stack):
 
     response = stack.get(RESOURCES_PATH, headers={"X-Request-ID": "bad id with spaces!"})
     replaced = response.headers["X-Request-ID"]
-    assert replaced and " " not in replaced
+    assert replaced
+    assert " " not in replaced
     log_entries(stack, replaced)
 
 

@@ -27,9 +27,9 @@ def strict(request, stack, launcher) -> Iterator:
 def check_429(response: requests.Response) -> None:
     assert_error_json(response, 429)
     retry_after = response.headers.get("Retry-After")
-    assert retry_after is not None and retry_after.isdigit() and int(retry_after) >= 1, (
-        f"429 without a usable Retry-After: {retry_after!r}"
-    )
+    assert retry_after is not None, "429 without Retry-After"
+    assert retry_after.isdigit(), f"429 with an unusable Retry-After: {retry_after!r}"
+    assert int(retry_after) >= 1, f"429 with Retry-After {retry_after!r}"
 
 
 def general_limit_clear(view) -> bool:

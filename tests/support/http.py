@@ -45,16 +45,18 @@ def assert_error_json(response: requests.Response, status: int) -> dict[str, Any
         f"expected {status}, got {response.status_code}: {response.text[:500]}"
     )
     content_type = response.headers.get("Content-Type", "")
-    assert content_type.startswith("application/") and "json" in content_type, (
-        f"error {status} is not JSON (Content-Type {content_type!r}): {response.text[:500]}"
-    )
+    not_json = f"error {status} is not JSON (Content-Type {content_type!r}): {response.text[:500]}"
+    assert content_type.startswith("application/"), not_json
+    assert "json" in content_type, not_json
     body = response.json()
     assert isinstance(body, dict), body
     missing = {"error", "message", "status", "request_id"} - body.keys()
     assert not missing, f"error body lacks {sorted(missing)}: {body}"
     assert body["status"] == status, body
-    assert isinstance(body["error"], str) and body["error"], body
-    assert isinstance(body["message"], str) and body["message"], body
+    assert isinstance(body["error"], str), body
+    assert body["error"], body
+    assert isinstance(body["message"], str), body
+    assert body["message"], body
     assert "<html" not in response.text.lower(), response.text[:500]
     return body
 
@@ -138,7 +140,8 @@ def parse_response(data: bytes) -> RawResponse:
     assert sep, f"no complete response head: {data[:300]!r}"
     lines = head.decode("latin-1").split("\r\n")
     parts = lines[0].split(" ", 2)
-    assert len(parts) >= 2 and parts[0].startswith("HTTP/1."), f"not a response: {lines[0]!r}"
+    assert len(parts) >= 2, f"not a response: {lines[0]!r}"
+    assert parts[0].startswith("HTTP/1."), f"not a response: {lines[0]!r}"
     headers: dict[str, str] = {}
     for line in lines[1:]:
         name, _, value = line.partition(":")
@@ -189,7 +192,8 @@ def assert_json_error(response: RawResponse, statuses: set[int] | None = None) -
     content_type = response.headers.get("content-type", "")
     assert content_type.startswith("application/json"), f"not JSON: {response.raw[:500]!r}"
     body = response.json()
-    assert isinstance(body, dict) and body.keys() >= ERROR_KEYS, body
+    assert isinstance(body, dict), body
+    assert body.keys() >= ERROR_KEYS, body
     assert body["status"] == response.status, body
     return body
 
