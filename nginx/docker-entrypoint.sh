@@ -24,7 +24,8 @@
 #   TLS_KEY                   /etc/nginx/certs/server.key
 #   API_UPSTREAM              api:8000       host:port of gunicorn
 #   API_RESOLVE_INTERVAL      5              seconds between re-resolutions
-#                                            of the API host; 0 = never
+#                                            of the API host; 0 = never (on a
+#                                            Swarm: 1, see deploy/swarm)
 #   API_KEEPALIVE_TIMEOUT     1s             idle upstream keep-alive; keep it
 #                                            below gunicorn's --keep-alive
 #   NGINX_WORKER_PROCESSES    2
@@ -45,9 +46,10 @@
 #                                            API's setting too); empty = CORS
 #                                            off, see conf.d/cors.conf
 #
-# There is deliberately no NGINX_RESOLVER: the API host is re-resolved by the
-# watcher below through the system resolver (/etc/resolv.conf, which Docker
-# points at its embedded DNS), see conf.d/upstream.conf for why.
+# There is deliberately no NGINX_RESOLVER: the API host is resolved by this
+# script and re-resolved by its watcher through the system resolver
+# (/etc/resolv.conf, which Docker points at its embedded DNS), see
+# conf.d/upstream.conf for why.
 set -eu
 
 SRC_DIR=/etc/nginx/stack
@@ -205,7 +207,7 @@ done
 
 RENDER_VARS='
     SERVER_NAME PUBLIC_HTTPS_PORT HTTPS_PORT_SUFFIX TLS_CERT TLS_KEY
-    API_UPSTREAM API_KEEPALIVE_TIMEOUT
+    API_KEEPALIVE_TIMEOUT
     NGINX_WORKER_PROCESSES NGINX_WORKER_CONNECTIONS NGINX_WORKER_RLIMIT_NOFILE
     CLIENT_MAX_BODY_SIZE
     HSTS_MAX_AGE RATE_LIMIT_SWITCH RATE_LIMIT_API RATE_LIMIT_API_BURST
@@ -233,36 +235,55 @@ done
 
 # ---- 3. run --------------------------------------------------------------
 
-# Re-resolve the API host in the background and reload nginx when its address
-# set changes (a re-created API container gets a new IP; nginx 1.26 resolves
-# upstream names only when it loads its configuration). Reload is graceful:
-# requests in flight finish on the old workers. If the name does not resolve
-# at the moment (API container being replaced), nothing is done. The loop is
-# a child of nginx once this shell execs; it ends with the container.
+# The API's addresses (conf.d/upstream.conf says why nginx gets addresses
+# rather than the name). The watcher re-resolves in the background and, when
+# the set changes, rewrites the file and reloads nginx gracefully. If the name
+# does not resolve at the moment (the API being replaced), the last addresses
+# stay. The loop is a child of nginx once this shell execs; it ends with the
+# container.
+API_HOST=${API_UPSTREAM%:*}
+API_PORT=${API_UPSTREAM##*:}
+API_SERVERS=$CONF_DIR/api-servers.conf
+
 addresses_of() { # sorted, comma-separated IPv4 addresses; empty if none
     getent ahostsv4 "$1" 2>/dev/null | awk '{print $1}' | sort -u | paste -sd, - || true
 }
 
-watch_api_address() {
-    host=${API_UPSTREAM%:*}
-    last=$(addresses_of "$host")
+write_api_servers() { # write_api_servers ADDRESSES (comma-separated; empty: none yet)
+    if [ -z "$1" ]; then
+        printf '# %s does not resolve yet: every request is a 502 until it does.\nserver 127.0.0.1:%s down;\n' \
+            "$API_HOST" "$API_PORT" >"$API_SERVERS.new"
+    else
+        printf '%s\n' "$1" | tr ',' '\n' |
+            awk -v port="$API_PORT" '{printf "server %s:%s max_fails=1 fail_timeout=5s;\n", $1, port}' \
+                >"$API_SERVERS.new"
+    fi
+    mv "$API_SERVERS.new" "$API_SERVERS"
+}
+
+watch_api_addresses() { # watch_api_addresses LAST
+    last=$1
     while sleep "$API_RESOLVE_INTERVAL"; do
-        now=$(addresses_of "$host")
+        now=$(addresses_of "$API_HOST")
         if [ -n "$now" ] && [ "$now" != "$last" ]; then
-            echo "docker-entrypoint: $host now resolves to $now (was ${last:-unresolved}); reloading nginx" >&2
+            echo "docker-entrypoint: $API_HOST now resolves to $now (was ${last:-unresolved}); reloading nginx" >&2
+            write_api_servers "$now"
             nginx -s reload && last=$now
         fi
     done
 }
 
-if [ "${1:-}" = nginx ]; then
-    host=${API_UPSTREAM%:*}
-    if [ "$API_RESOLVE_INTERVAL" -gt 0 ] && ! match "$host" '[0-9.]+'; then
-        case " $* " in
-            *" -t "* | *" -T "* | *" -v "* | *" -V "* | *" -s "*) ;;
-            *) watch_api_address </dev/null & ;;
-        esac
-    fi
+api_addresses=$(addresses_of "$API_HOST")
+[ -n "$api_addresses" ] ||
+    echo "docker-entrypoint: $API_HOST does not resolve yet; answering 502 until it does" >&2
+write_api_servers "$api_addresses"
+
+# An address (API_UPSTREAM=10.0.0.5:8000) never changes: no watcher.
+if [ "${1:-}" = nginx ] && [ "$API_RESOLVE_INTERVAL" -gt 0 ] && ! match "$API_HOST" '[0-9.]+'; then
+    case " $* " in
+        *" -t "* | *" -T "* | *" -v "* | *" -V "* | *" -s "*) ;;
+        *) watch_api_addresses "$api_addresses" </dev/null & ;;
+    esac
 fi
 
 exec "$@"

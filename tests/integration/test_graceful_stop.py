@@ -3,6 +3,9 @@
 - Directly at gunicorn (a dedicated one-worker API publishing :8000 on 127.0.0.1), the in-flight
   request is made deterministic: its body is still arriving when `docker stop` is issued. gunicorn
   must stop accepting, keep the container alive until that request is answered (201), then exit 0.
+- With SHUTDOWN_DRAIN_SECONDS (a Swarm's setting), the container keeps accepting new connections
+  for that long after its stop signal, so a proxy can notice it is going first; then it stops as
+  gracefully.
 - Through nginx, under steady load on the shared stack: every client gets an HTTP answer (201, or
   nginx's JSON 502/503/504 for requests that arrive after the API stopped accepting), every
   acknowledged user exists afterwards, no failed request wrote anything, and gunicorn exits 0.
@@ -148,3 +151,32 @@ def test_stopping_the_api_under_load_through_nginx_loses_nothing(stack):
         again = stack.post(USERS_PATH, json=user_body("Retry", outcome.email))
         assert again.status_code == 201, (outcome.email, again.status_code, again.text)
     print(f"{len(created)} created, {len(failed)} refused while the API was down")
+
+
+def test_a_draining_api_keeps_accepting_after_the_stop_signal(launcher):
+    drain = 4
+    api = launcher.api(
+        "api-drain",
+        publish=True,
+        env={"SHUTDOWN_DRAIN_SECONDS": str(drain), "GUNICORN_GRACEFUL_TIMEOUT": "5"},
+    )
+    direct = f"http://127.0.0.1:{api.host_port(8000)}"
+    wait_until(lambda: answers(direct + "/readyz"), 60, what="the API to answer directly")
+
+    stopper = threading.Thread(target=api.stop, kwargs={"timeout": drain + 30})
+    stopper.start()
+    try:
+        wait_until(
+            lambda: f"serving {drain}s more" in api.logs(), 10, what="the entrypoint's drain"
+        )
+        # Signalled, and still answering new connections: a proxy that has not re-resolved yet
+        # loses nothing.
+        assert answers(direct + "/readyz"), "the API stopped accepting during the drain"
+        assert api.status() == "running"
+    finally:
+        stopper.join(timeout=drain + 40)
+    state = api.container.attrs["State"]
+    assert state["ExitCode"] == 0, f"gunicorn did not exit cleanly after the drain: {state}"
+    logs = api.logs()
+    # gunicorn got the signal only after the drain (its own log line follows the entrypoint's).
+    assert logs.index(f"serving {drain}s more") < logs.index("Handling signal: term"), logs[-2000:]

@@ -4,6 +4,7 @@ import multiprocessing
 import os
 import shutil
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -97,15 +98,32 @@ def test_every_migration_goes_down_and_up_again(empty_database_url):
         engine.dispose()
 
 
-def test_migrate_on_start_can_be_switched_off(tmp_path, monkeypatch):
+def test_with_migrate_on_start_off_the_server_waits_for_the_migration_job(tmp_path, monkeypatch):
+    """MIGRATE_ON_START=false (a Swarm runs a job): start-up waits for the newest revision."""
     url = sqlite_url(tmp_path / "switch.sqlite3")
     monkeypatch.setenv("DATABASE_URL", url)
     monkeypatch.setenv("MIGRATE_ON_START", "false")
-    main(["--on-start"])
+    monkeypatch.setenv("DATABASE_WAIT_SECONDS", "2")
+    with pytest.raises(SystemExit, match="this version needs"):
+        main(["--on-start"])
     engine = build_engine(load_settings(database_url=url))
-    assert "users" not in inspect(engine).get_table_names()
+    assert "users" not in inspect(engine).get_table_names()  # it waited; it did not migrate
 
-    main([])  # a job's explicit run ignores the switch
+    monkeypatch.setenv("DATABASE_WAIT_SECONDS", "60")
+    outcome: list[object] = []
+
+    def start_up() -> None:
+        try:
+            main(["--on-start"])
+            outcome.append("started")
+        except SystemExit as exc:
+            outcome.append(exc)
+
+    starting = threading.Thread(target=start_up)
+    starting.start()
+    main([])  # the job's explicit run ignores the switch
+    starting.join(timeout=30)
+    assert outcome == ["started"]
     assert "users" in inspect(engine).get_table_names()
     engine.dispose()
 

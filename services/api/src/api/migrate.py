@@ -2,6 +2,9 @@
 
 Run before the server starts its workers (the container entrypoint does, unless
 ``MIGRATE_ON_START=false``), or once per deploy as a job; never from the workers themselves.
+With ``MIGRATE_ON_START=false`` the entrypoint instead waits (up to ``DATABASE_WAIT_SECONDS``)
+until the job has brought the database to this version's newest revision, so a new version never
+serves a schema older than its code (a Swarm rolling update keeps the old tasks meanwhile).
 
 Safe to run from several containers at once: the whole upgrade runs in one transaction that first
 takes a lock (a PostgreSQL advisory lock, or SQLite's write lock), so concurrent runs queue, the
@@ -18,6 +21,7 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
 from alembic.script import Script, ScriptDirectory
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import OperationalError
@@ -109,6 +113,35 @@ def new_revision(message: str, config: Config | None = None) -> Path:
     return Path(script.path)
 
 
+def current_revision(settings: Settings) -> str | None:
+    """The revision the database is at (None: not migrated at all); waits for it to connect."""
+    engine = build_engine(settings)
+    try:
+        with _connect(engine, settings.database_wait_seconds) as conn:
+            context = MigrationContext.configure(conn)
+            return context.get_current_revision()
+    finally:
+        engine.dispose()
+
+
+def wait_for_head(settings: Settings, logger: logging.Logger) -> None:
+    """Return once the database is at the newest revision this code knows; exit at the deadline."""
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    deadline = time.monotonic() + settings.database_wait_seconds
+    while (current := current_revision(settings)) != head:
+        if time.monotonic() >= deadline:
+            sys.exit(
+                f"api.migrate: the database is at revision {current}, this version needs {head}: "
+                f"run python -m api.migrate (waited DATABASE_WAIT_SECONDS="
+                f"{settings.database_wait_seconds})"
+            )
+        logger.info(
+            "waiting for the migration job",
+            extra={"fields": {"database_revision": current, "needed": head}},
+        )
+        time.sleep(1)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m api.migrate", description=__doc__)
     parser.add_argument(
@@ -131,7 +164,15 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(str(exc))
     logger = configure_logging(settings.log_level).getChild("migrate")
     if args.on_start and not settings.migrate_on_start:
-        logger.info("MIGRATE_ON_START is false: not migrating (run python -m api.migrate)")
+        logger.info("MIGRATE_ON_START is false: waiting for the newest revision, not migrating")
+        try:
+            wait_for_head(settings, logger)
+        except OperationalError as exc:
+            sys.exit(
+                f"api.migrate: the database did not accept a connection within "
+                f"DATABASE_WAIT_SECONDS={settings.database_wait_seconds}: {str(exc.orig).strip()}"
+            )
+        logger.info("database is at the newest revision")
         return
     # Alembic names each revision it applies ("Running upgrade 0001 -> 0002"): log those too.
     alembic_logger = logging.getLogger("alembic")

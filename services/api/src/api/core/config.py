@@ -181,6 +181,9 @@ class GunicornSettings(BaseSettings):
     max_requests_jitter: int = Field(default=1000, ge=0)
     # Restart the workers when a loaded source file changes: development only (compose.dev.yaml).
     reload: bool = False
+    # Seconds the container keeps serving after its stop signal before gunicorn is told to stop
+    # (docker-entrypoint.sh, which reads it: a proxy must first stop sending it requests).
+    shutdown_drain_seconds: int = Field(default=0, ge=0, validation_alias="SHUTDOWN_DRAIN_SECONDS")
     # gunicorn's own variable name, without the prefix.
     forwarded_allow_ips: str = Field(default="*", validation_alias="FORWARDED_ALLOW_IPS")
 
