@@ -95,6 +95,11 @@ def raw_resource_body(
     return b"{" + b", ".join(members) + b"}"
 
 
+def resource_label(body: dict[str, Any]) -> str:
+    """The label a resource was created with (``resource_body``'s ``label``), from its body."""
+    return body["name"]
+
+
 # --- the generated typed client -----------------------------------------------------------------
 
 
@@ -129,6 +134,10 @@ class Poster(Protocol):
     def post(self, path: str, **kwargs: Any) -> Any: ...
 
 
+class Getter(Protocol):
+    def get(self, path: str, **kwargs: Any) -> Any: ...
+
+
 def bearer(api_key: str) -> dict[str, str]:
     """The Authorization header for ``api_key``."""
     return {"Authorization": f"Bearer {api_key}"}
@@ -155,3 +164,17 @@ def create_resource(
     )
     assert response.status_code == 201, response.text
     return response.json()
+
+
+def owned_resources(stack: Getter, owner: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every resource of ``owner`` (as the owner sees them), page by page through the list."""
+    found: list[dict[str, Any]] = []
+    params: dict[str, Any] = {**owned_by(owner["id"]), "limit": 100}
+    while True:
+        response = stack.get(RESOURCES_PATH, params=params, headers=auth(owner), timeout=30)
+        assert response.status_code == 200, response.text
+        page = response.json()
+        found.extend(page["items"])
+        if not page["next_cursor"]:
+            return found
+        params["cursor"] = page["next_cursor"]
