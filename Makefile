@@ -118,6 +118,30 @@ logs: ## Follow the stack's logs
 ps: ## Show the stack's containers
 	@$(COMPOSE) ps
 
+# --- Docker Swarm -------------------------------------------------------------------------------
+
+# The swarm the local docker CLI talks to (DOCKER_HOST/DOCKER_CONTEXT: one of its managers).
+# Everything host-specific comes from the variables deploy/swarm/stack.yaml names at its top
+# (API_IMAGE, NGINX_IMAGE, POSTGRES_IMAGE, SERVER_NAME, DB_PASSWORD_FILE, TLS_CERT_FILE,
+# TLS_KEY_FILE; optional ones with defaults) and the node label flask-stack.db=true.
+# SWARM_DEPLOY_ARGS adds options, e.g. "--resolve-image never" for images loaded on every node.
+STACK_NAME ?= flask-stack
+SWARM_DEPLOY_ARGS ?=
+
+.PHONY: swarm-deploy
+swarm-deploy: ## Deploy (or update) the stack on the current swarm: API_IMAGE=... make swarm-deploy (see deploy/swarm/stack.yaml)
+	@docker info --format '{{.Swarm.ControlAvailable}}' | grep -qx true || { \
+	  echo 'swarm-deploy: the docker CLI must talk to a swarm manager (docker swarm init / docker context use)' >&2; exit 2; }
+	@docker node ls --filter node.label=flask-stack.db=true --format '{{.Hostname}}' | grep -q . || { \
+	  echo 'swarm-deploy: no node keeps the database: docker node update --label-add flask-stack.db=true <node>' >&2; exit 2; }
+	docker stack deploy --with-registry-auth $(SWARM_DEPLOY_ARGS) \
+	  -c deploy/swarm/stack.yaml $(STACK_NAME)
+	@docker stack services $(STACK_NAME)
+
+.PHONY: swarm-rm
+swarm-rm: ## Remove the stack from the swarm (the database volume and the node label stay)
+	docker stack rm $(STACK_NAME)
+
 # --- checks -------------------------------------------------------------------------------------
 
 .PHONY: test
@@ -139,6 +163,11 @@ test-integration: bootstrap venv ## Build the images and test the stack over HTT
 test-adversarial: bootstrap venv ## Attack the stack: fuzzing, TLS, nginx config, slow clients, faults
 	@echo "==> adversarial tests"
 	@$(BIN)/pytest tests/adversarial
+
+.PHONY: test-swarm
+test-swarm: bootstrap venv ## Deploy deploy/swarm/stack.yaml on a 3-node Docker-in-Docker swarm and prove it
+	@echo "==> swarm tests"
+	@$(BIN)/pytest tests/swarm
 
 .PHONY: bench
 # secrets: BENCH_ARGS="--db postgres" (or both) starts the db service, which needs the password file.

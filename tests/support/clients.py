@@ -249,6 +249,13 @@ def classify(status: int | None, exc: BaseException | None, ok: Iterable[int]) -
     return "4xx"
 
 
+def stale_keepalive(exc: BaseException | None) -> bool:
+    """Whether `exc` is a server closing the connection before any byte of the response: the
+    request went out on a keep-alive connection the server was closing as idle."""
+    text = repr(exc)
+    return "RemoteDisconnected" in text or "ConnectionResetError" in text
+
+
 class OpenLoad:
     """Open-loop load on ``base_url``: call ``plan(i)`` for slot i and send it at t0 + i/rate.
 
@@ -256,6 +263,9 @@ class OpenLoad:
     are busy, due requests wait and that lag counts in their latency, as a real client's would:
     the generator never slows down because the server did. Every attempt is recorded with its
     due time and outcome, so the failures' window can be reported against the events of a test.
+    One thing is not a failure, and is counted apart: a request the server never read because it
+    closed the idle keep-alive connection just then, sent again once on a new connection (the
+    retry RFC 9112 section 9.3.1 allows, which browsers and curl make on their own).
     """
 
     def __init__(
@@ -329,8 +339,12 @@ class OpenLoad:
 
     def _call(self, index: int, due: float) -> None:
         call = self.plan(index)
-        for number in range(1, call.attempts + 1):
+        stale_retried = False
+        number = 0
+        while True:
+            number += 1
             status, exc, body = None, None, None
+            reused = getattr(self._local, "used", False)
             try:
                 response = self._session().request(
                     call.method, self.base_url + call.path, timeout=self.timeout, **call.kwargs
@@ -338,11 +352,19 @@ class OpenLoad:
                 status = response.status_code
                 if status in self.ok and call.method == "POST":
                     body = response.json()
+                self._local.used = True
             except requests.RequestException as exc_:
                 exc = exc_
                 # A connection that failed may be half-open: start the next one afresh.
                 self._local.session = None
+                self._local.used = False
             failure = classify(status, exc, self.ok)
+            if failure == "connection" and reused and not stale_retried and stale_keepalive(exc):
+                # The server closed this idle keep-alive connection as the request went out
+                # (nginx does so for every idle connection when it reloads). Sent again once, on a
+                # new connection, as RFC 9112 section 9.3.1 allows and browsers and curl do;
+                # counted apart (stale_keepalive_retries), not hidden.
+                failure = "stale-keepalive"
             attempt = Attempt(
                 kind=call.kind,
                 index=index,
@@ -356,7 +378,12 @@ class OpenLoad:
             )
             with self._lock:
                 self.attempts.append(attempt)
-            if failure is None or time.monotonic() - due > self.retry_for:
+            if failure == "stale-keepalive" and not stale_retried:
+                stale_retried = True
+                continue
+            if failure is None or number >= call.attempts:
+                return
+            if time.monotonic() - due > self.retry_for:
                 return
             # A retry after a pause: a 409 means the first send still runs (its lease).
             time.sleep(1.0 if status == 409 else 0.3)
@@ -386,7 +413,11 @@ class OpenLoad:
     # --- results --------------------------------------------------------------------------------
 
     def failures(self) -> list[Attempt]:
-        return [attempt for attempt in self.attempts if attempt.failure is not None]
+        """Every failed attempt (a stale keep-alive connection sent again is not one)."""
+        return [a for a in self.attempts if a.failure not in (None, "stale-keepalive")]
+
+    def stale_keepalive(self) -> list[Attempt]:
+        return [a for a in self.attempts if a.failure == "stale-keepalive"]
 
     def final(self) -> list[Attempt]:
         """The last attempt of each call: what the client ended up with."""
@@ -416,7 +447,11 @@ class OpenLoad:
             "failed_attempts": len(failures),
             "failures_by_class": by_class,
             "failed_calls_in_the_end": sum(1 for a in self.final() if a.failure is not None),
+            "failed_writes_in_the_end": sum(
+                1 for a in self.final() if a.failure is not None and a.kind == "write"
+            ),
             "retries": sum(1 for a in self.attempts if a.attempt > 1),
+            "stale_keepalive_retries": len(self.stale_keepalive()),
             "p50_ms": round(percentile(latencies, 50) * 1000, 1) if latencies else None,
             "p99_ms": round(percentile(latencies, 99) * 1000, 1) if latencies else None,
             "max_ms": round(max(latencies) * 1000, 1) if latencies else None,

@@ -9,6 +9,7 @@ enters DNS or nginx's rotation, and Swarm rolls the service back to the previous
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -55,16 +56,33 @@ def test_unhealthy_update_rolls_back(
     status = swarm.inspect_service("api")["UpdateStatus"]
     bad = [t for t in swarm.tasks("api", all_states=True) if t.image == BAD_IMAGE]
     running = swarm.running("api")
+    # Each bad task's container, as its node's engine saw it: started, and its health checks.
+    seen = {}
+    for task in bad:
+        if task.container:
+            out = swarm.node(task.node).docker("inspect", task.container, check=False).stdout
+            state = json.loads(out)[0]["State"] if out.strip().startswith("[") else {}
+            health = state.get("Health") or {}
+            seen[task.id] = {
+                "started_at": state.get("StartedAt"),
+                "health": health.get("Status"),
+                "failing_streak": health.get("FailingStreak"),
+            }
     result = load.figures(since=started)
     figures["3. rollback"] = {
         "rollback_s": round(done - started, 1),
         "update_status": status,
         "bad_tasks": [f"{t.name} on {t.node}: {t.state}; {t.error}" for t in bad],
+        "bad_containers": seen,
         **result,
     }
     assert status["State"] == "rollback_completed", status
     assert bad, "no task of the bad image was ever created"
-    assert any(t.container for t in bad), f"no bad task got a container: {bad}"
+    started_unhealthy = [
+        s for s in seen.values()
+        if s["started_at"] and not s["started_at"].startswith("0001") and s["failing_streak"]
+    ]  # fmt: skip
+    assert started_unhealthy, f"no bad task started and failed its health check: {bad} {seen}"
     assert len(running) == 3, running
     assert all(task.image == before for task in running), running
     assert not load.failures(), f"failed requests during the bad update: {result}"
