@@ -42,6 +42,11 @@ MAY_MENTION_THE_OLD_NAME = [
     "scripts/rename_resource.py",  # the rename and its test name it on purpose
     "tests/customize/*",
 ]
+MIGRATIONS = "services/api/src/api/migrations/versions"
+# The swap's migration takes the number after the newest one in the repository, as `make
+# migration` numbers them (api.migrate.new_revision: the head's number + 1).
+HEAD = max(int(path.name[:4]) for path in (REPO / MIGRATIONS).glob("[0-9][0-9][0-9][0-9]_*.py"))
+SWAP_MIGRATION = f"{HEAD + 1:04d}_replace_items_with_notes.py"
 # How code reaches a resource: its path, its module, its table, its models.
 OLD_RESOURCE = re.compile(r"/api/items|\bitems_repo\b|\bitem_id\b|\bItem[A-Z]\w*|\btables\.items\b")
 
@@ -107,9 +112,10 @@ def test_the_swap_changes_only_the_resources_own_files(swapped):
     changed = changes(swapped)
     modules = [p.format(name) for p in RESOURCE_MODULES for name in ("items", "notes")]
     outside = [path for path in changed if not matches(path, RESOURCE_FILES + modules)]
-    migrations = "services/api/src/api/migrations/versions/*"
-    new_migrations = [p for p in outside if changed[p] == "A" and fnmatch.fnmatch(p, migrations)]
-    assert [p.rsplit("/", 1)[1] for p in new_migrations] == ["0003_replace_items_with_notes.py"]
+    new_migrations = [
+        p for p in outside if changed[p] == "A" and fnmatch.fnmatch(p, f"{MIGRATIONS}/*")
+    ]
+    assert [p.rsplit("/", 1)[1] for p in new_migrations] == [SWAP_MIGRATION]
     assert sorted(set(outside) - set(new_migrations)) == []
     # A real change, not an empty one: the resource's modules moved and the domain layer changed.
     assert changed["services/api/src/api/routes/notes.py"] == "A"
@@ -135,8 +141,7 @@ def test_nothing_else_reaches_the_old_resource(swapped):
 
 
 def test_the_new_migration_replaces_the_table(swapped):
-    migration = next((swapped / "services/api/src/api/migrations/versions").glob("0003_*.py"))
-    upgrade = migration.read_text().split("def downgrade")[0]
+    upgrade = (swapped / MIGRATIONS / SWAP_MIGRATION).read_text().split("def downgrade")[0]
     assert 'op.create_table(\n        "notes"' in upgrade
     assert 'op.drop_table("items")' in upgrade
 
