@@ -65,9 +65,9 @@ FORWARDED = {
 }
 
 
-def make_client(database_url: str | None) -> Callable[..., tuple[str, bytes]]:
-    """A WSGI caller for a fresh app on ``database_url`` (default: a fresh SQLite file),
-    migrated like the image does."""
+def make_app(database_url: str | None) -> Any:
+    """A fresh app on ``database_url`` (default: a fresh SQLite file), migrated like the image
+    does, its log going to /dev/null."""
     os.environ["DATABASE_URL"] = (
         database_url or f"sqlite:///{tempfile.mkdtemp(prefix='inprocess-')}/api.db"
     )
@@ -81,6 +81,12 @@ def make_client(database_url: str | None) -> Callable[..., tuple[str, bytes]]:
     devnull = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the process
     for handler in logging.getLogger("api").handlers:
         handler.setStream(devnull)  # type: ignore[attr-defined]
+    return app
+
+
+def wsgi_caller(app: Any) -> Callable[..., tuple[str, bytes]]:
+    """``call(method, path, body=None, query="", **headers)`` -> (status, body), straight into
+    ``app`` with nginx's forwarding headers."""
 
     def call(method: str, path: str, body: Any = None, query: str = "", **headers: str):
         data = json.dumps(body).encode() if body is not None else b""
@@ -109,6 +115,12 @@ def make_client(database_url: str | None) -> Callable[..., tuple[str, bytes]]:
         return status[0], payload
 
     return call
+
+
+def make_client(database_url: str | None) -> Callable[..., tuple[str, bytes]]:
+    """A WSGI caller for a fresh app on ``database_url`` (default: a fresh SQLite file),
+    migrated like the image does."""
+    return wsgi_caller(make_app(database_url))
 
 
 def workload(kind: str, database_url: str | None = None) -> Callable[[], None]:
