@@ -145,7 +145,7 @@ swarm-rm: ## Remove the stack from the swarm (the database volume and the node l
 # --- checks -------------------------------------------------------------------------------------
 
 .PHONY: test
-test: lint test-unit test-integration test-adversarial ## Lint, unit, integration and adversarial tests
+test: lint test-unit test-integration test-adversarial test-swarm ## Lint, unit, integration, adversarial and Swarm tests
 
 .PHONY: test-unit
 test-unit: venv ## API unit tests (Flask test client, no Docker), then the resource-swap test
