@@ -17,14 +17,9 @@ and, when ADV_FIGURES is set, written there as JSON (docs/security.md quotes a r
 
 from __future__ import annotations
 
-import json
-import os
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import pytest
-
+from tests.support.figures import figures, print_figures  # noqa: F401  (fixture re-exported)
 from tests.support.fixtures import (  # noqa: F401  (fixtures and hooks, re-exported)
     db_password,
     docker_client,
@@ -38,22 +33,6 @@ from tests.support.fixtures import (  # noqa: F401  (fixtures and hooks, re-expo
     tls,
 )
 
-_FIGURES: dict[str, Any] = {}
-
-
-@pytest.fixture(scope="session")
-def figures() -> Iterator[dict[str, Any]]:
-    """A dict each test records its measurements in (key: the attack)."""
-    return _FIGURES
-
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
-    if not _FIGURES:
-        return
-    terminalreporter.section("adversarial figures")
-    for name, values in _FIGURES.items():
-        terminalreporter.write_line(f"{name}: {json.dumps(values, sort_keys=True, default=str)}")
-    target = os.environ.get("ADV_FIGURES")
-    if target:
-        Path(target).write_text(json.dumps(_FIGURES, indent=2, sort_keys=True, default=str) + "\n")
-        terminalreporter.write_line(f"figures written to {target}")
+    print_figures(terminalreporter, "adversarial figures", "ADV_FIGURES")

@@ -47,7 +47,10 @@ def render(docker_client, tls: Tls, target: Path) -> Path:
         stderr=False,
     )
     with tarfile.open(fileobj=io.BytesIO(base64.b64decode(output))) as archive:
-        archive.extractall(target, filter="data")
+        if hasattr(tarfile, "data_filter"):
+            archive.extractall(target, filter="data")
+        else:  # Python before 3.11.4 (Debian 12's 3.11.2) has no filters; the archive is ours
+            archive.extractall(target)
     for path in target.rglob("*.conf"):
         path.write_text(path.read_text().replace(RENDERED_IN_IMAGE, f"{target}/"))
     conf = target / "nginx.conf"
