@@ -23,7 +23,7 @@ from testcontainers.core.container import DockerContainer
 from testcontainers.core.network import Network
 
 from . import domain
-from .http import new_session
+from .http import HttpsClient, new_session
 from .waiting import Fatal, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
@@ -347,7 +347,7 @@ class Tls:
 
 
 @dataclass
-class Stack:
+class Stack(HttpsClient):
     """An nginx in front of an API, reached over HTTPS at https://localhost:<port>."""
 
     api: Service
@@ -373,26 +373,11 @@ class Stack:
     def http_url(self) -> str:
         return f"http://localhost:{self.http_port}"
 
-    def url(self, path: str) -> str:
-        return self.base_url + path
-
     def session(self) -> requests.Session:
         """A requests Session that verifies the server against the run's CA."""
         session = new_session(str(self.ca))
         self.sessions.append(session)
         return session
-
-    def request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
-        """One request on a fresh connection; timeout 10 s unless given."""
-        kwargs.setdefault("timeout", 10)
-        with new_session(str(self.ca)) as session:
-            return session.request(method, self.url(path), **kwargs)
-
-    def get(self, path: str, **kwargs: Any) -> requests.Response:
-        return self.request("GET", path, **kwargs)
-
-    def post(self, path: str, **kwargs: Any) -> requests.Response:
-        return self.request("POST", path, **kwargs)
 
     def is_ready(self) -> bool:
         for service in (self.db, self.api, self.nginx):

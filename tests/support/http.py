@@ -12,6 +12,7 @@ import socket
 import ssl
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import requests
@@ -37,6 +38,32 @@ def http_get(url: str, *, ca: str | None = None, **kwargs: Any) -> requests.Resp
     kwargs.setdefault("timeout", 10)
     with new_session(ca) as session:
         return session.get(url, **kwargs)
+
+
+class HttpsClient:
+    """Requests to ``self.base_url`` over HTTPS, trusting only ``self.ca`` (the run's CA).
+
+    Mixed into whatever serves the stack (a compose-style Stack, one Swarm node's nginx), so they
+    offer the same ``url``/``request``/``get``/``post`` that domain.py's helpers call.
+    """
+
+    base_url: str
+    ca: Path
+
+    def url(self, path: str) -> str:
+        return self.base_url + path
+
+    def request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        """One request on a fresh connection; timeout 10 s unless given."""
+        kwargs.setdefault("timeout", 10)
+        with new_session(str(self.ca)) as session:
+            return session.request(method, self.url(path), **kwargs)
+
+    def get(self, path: str, **kwargs: Any) -> requests.Response:
+        return self.request("GET", path, **kwargs)
+
+    def post(self, path: str, **kwargs: Any) -> requests.Response:
+        return self.request("POST", path, **kwargs)
 
 
 def assert_error_json(response: requests.Response, status: int) -> dict[str, Any]:

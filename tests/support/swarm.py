@@ -3,7 +3,7 @@
 The recipe is the one measured in ../shared/docs/CONTAINERS.md ("Swarm, one node and several"):
 each node is a container of the node image (tests/swarm/node) running its own dockerd, on the
 run's own bridge network, with its own volume for /var/lib/docker (overlay2 on overlay2 fails).
-``--privileged`` is refused on this project's machines (no CAP_SYS_RESOURCE), so a node gets every
+Privileged mode is refused on this project's machines (no CAP_SYS_RESOURCE), so a node gets every
 other capability and no seccomp/AppArmor confinement instead.
 
 Topology: one manager (node1) and two workers (node2, node3). The issue's node-failure drill
@@ -36,10 +36,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import requests
-
 from .containers import LABELS, REPO, RUN_ID, free_port, tail
-from .http import new_session
+from .http import HttpsClient
 from .waiting import Fatal, wait_until
 
 STACK_FILE = REPO / "deploy" / "swarm" / "stack.yaml"
@@ -81,7 +79,7 @@ def cgroup_version() -> str:
 
 
 def node_run_flags() -> list[str]:
-    """The `docker run` flags a node needs (CONTAINERS.md; not --privileged, refused here).
+    """The `docker run` flags a node needs (CONTAINERS.md; privileged mode is refused here).
 
     cgroup v1 (measured here): the host's cgroup namespace and /sys/fs/cgroup. cgroup v2 (GitHub
     runners, Docker Desktop): a private cgroup namespace, in which the node's entrypoint nests
@@ -145,26 +143,11 @@ class Node:
 
 
 @dataclass
-class Endpoint:
+class Endpoint(HttpsClient):
     """One node's nginx as a client sees it (what domain.py's helpers need: get/post)."""
 
     base_url: str
     ca: Path
-
-    def url(self, path: str) -> str:
-        return self.base_url + path
-
-    def request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
-        """One request on a fresh connection; timeout 10 s unless given."""
-        kwargs.setdefault("timeout", 10)
-        with new_session(str(self.ca)) as session:
-            return session.request(method, self.url(path), **kwargs)
-
-    def get(self, path: str, **kwargs: Any) -> requests.Response:
-        return self.request("GET", path, **kwargs)
-
-    def post(self, path: str, **kwargs: Any) -> requests.Response:
-        return self.request("POST", path, **kwargs)
 
 
 @dataclass
