@@ -1,5 +1,5 @@
 """The load of the update and failure scenarios: reads and authenticated writes through one
-node's nginx, open-loop (tests/support/clients.py's OpenLoad), the domain from domain.py only.
+node's nginx, open-loop (tests/support/openload.py), the domain from domain.py only.
 
 Every write carries its own Idempotency-Key and a label unique to it, so a write the client saw
 acknowledged (201) can be found in the database afterwards, and counted.
@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tests.support import domain
-from tests.support.clients import Call, OpenLoad
+from tests.support.openload import Call, OpenLoad
 from tests.support.swarm import Endpoint
 
 RATE = 60  # requests per second; the issue asks for at least 50
