@@ -39,6 +39,7 @@ def create_app(settings: Settings | None = None) -> OpenAPI:
     )
     app.config["MAX_CONTENT_LENGTH"] = settings.max_content_length
     app.extensions["api.db"] = Database(build_engine(settings))
+    # Flask's documented way to add WSGI middleware, which mypy sees as replacing a method.
     app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
         app.wsgi_app,
         x_for=settings.proxy_fix_x_for,

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any, Literal, TypeVar
 
 from flask import Flask, current_app, g, request
+from flask_openapi3.types import SecuritySchemesDict
 from sqlalchemy import Row
 from werkzeug.exceptions import Unauthorized
 
@@ -21,13 +22,14 @@ Policy = Literal["required", "optional"]
 F = TypeVar("F", bound=Callable[..., Any])
 
 # OpenAPI security requirements matching each policy ({} = anonymous allowed).
-BEARER_SCHEME = {"bearerAuth": {"type": "http", "scheme": "bearer"}}
+BEARER_SCHEME: SecuritySchemesDict = {"bearerAuth": {"type": "http", "scheme": "bearer"}}
 SECURITY_REQUIRED: list[dict[str, list[str]]] = [{"bearerAuth": []}]
 SECURITY_OPTIONAL: list[dict[str, list[str]]] = [{}, {"bearerAuth": []}]
 
 
 def _policy(policy: Policy) -> Callable[[F], F]:
     def mark(view: F) -> F:
+        # A marker that _authenticate reads; mypy knows no attributes of an arbitrary callable.
         view.auth_policy = policy  # type: ignore[attr-defined]
         return view
 
@@ -83,12 +85,14 @@ def _authenticate() -> None:
 
 def current_user() -> Row[Any]:
     """The authenticated caller; only valid in views marked ``@auth_required``."""
-    return g.user
+    user: Row[Any] = g.user
+    return user
 
 
 def optional_user() -> Row[Any] | None:
     """The caller if a valid key was sent, else None (views marked ``@auth_optional``)."""
-    return g.get("user")
+    user: Row[Any] | None = g.get("user")
+    return user
 
 
 def init_auth(app: Flask) -> None:

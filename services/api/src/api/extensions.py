@@ -7,4 +7,5 @@ from api.core.db import Database
 
 def get_db() -> Database:
     """The ``Database`` of the current app (created in ``create_app``)."""
-    return current_app.extensions["api.db"]
+    db: Database = current_app.extensions["api.db"]
+    return db

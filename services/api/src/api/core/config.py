@@ -2,7 +2,7 @@
 
 import re
 from pathlib import Path
-from typing import Annotated, Literal, Self, TypeVar
+from typing import Annotated, Any, Literal, Self, TypeVar
 
 from pydantic import Field, PrivateAttr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -199,7 +199,7 @@ def env_name(model: type[BaseSettings], field_name: str) -> str:
 S = TypeVar("S", bound=BaseSettings)
 
 
-def _load(model: type[S], overrides: dict[str, object]) -> S:
+def _load(model: type[S], overrides: dict[str, Any]) -> S:
     try:
         return model(**overrides)
     except ValidationError as exc:

@@ -98,6 +98,7 @@ def _postgres_engine(settings: Settings) -> Engine:
         # A write transaction: psycopg itself sends BEGIN before the next statement (cheaper than
         # a BEGIN statement through SQLAlchemy), and COMMIT or ROLLBACK at its end.
         if conn.get_execution_options().get(BEGIN):
+            # dbapi_connection is None only on a closed or invalidated connection, never here.
             conn.connection.dbapi_connection.autocommit = False  # type: ignore[union-attr]
 
     @event.listens_for(engine, "checkin")

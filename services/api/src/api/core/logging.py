@@ -34,7 +34,7 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(payload, default=str, ensure_ascii=False)
 
 
-class BufferedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
+class BufferedStreamHandler(logging.StreamHandler[TextIO]):
     """Write lines in batches: every ``interval`` seconds, at once for WARNING and above.
 
     One write per request line wakes containerd's shim and dockerd for every request; batching
@@ -44,6 +44,8 @@ class BufferedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """
 
     MAX_PENDING = 64 * 1024  # characters; written at once beyond this
+    # Handler.__init__ always makes it (createLock, not overridden here); typeshed allows None.
+    lock: threading.RLock
 
     def __init__(self, stream: TextIO, interval: float) -> None:
         super().__init__(stream)

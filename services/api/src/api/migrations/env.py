@@ -39,7 +39,7 @@ def render_portably(type_: str, obj: Any, autogen_context: AutogenContext) -> st
     return False
 
 
-def _run(connection: object) -> None:
+def _run(connection: sa.Connection) -> None:
     context.configure(
         connection=connection,
         target_metadata=metadata,

@@ -43,7 +43,7 @@ def get(conn: Connection, item_id: int) -> Row[Any] | None:
 # walked the primary key and skipped every row the caller may not see (17 ms a page at 400,000
 # rows on SQLite). Plans and measurements: docs/performance.md, "Cost as the data grows".
 _AFTER = items.c.id > sa.bindparam("after_id")
-_LIMIT = sa.bindparam("limit")
+_LIMIT: sa.BindParameter[int] = sa.bindparam("limit")
 
 
 def _public() -> Select[Any]:
@@ -69,7 +69,7 @@ def _owners(owner_param: str, *, public: bool, postgresql: bool) -> Select[Any]:
     visibility = items.c.is_public == (sa.true() if public else sa.false())
     if postgresql:
         owner_matches = items.c.owner_id == sa.any_(postgresql_array([owner]))
-        order = (items.c.owner_id, items.c.id)
+        order: tuple[sa.Column[Any], ...] = (items.c.owner_id, items.c.id)
     else:
         owner_matches, order = items.c.owner_id == owner, (items.c.id,)
     return sa.select(items).where(owner_matches, visibility, _AFTER).order_by(*order).limit(_LIMIT)

@@ -1,8 +1,9 @@
 """/api/users: sign-up, public profiles, and the caller's own account."""
 
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from flask import Response, abort, url_for
+from sqlalchemy import Row
 
 from api.auth import SECURITY_REQUIRED, auth_required, current_user
 from api.core.security import hash_api_key, new_api_key
@@ -52,7 +53,7 @@ def create_user(body: UserCreate) -> Response:
 def list_users(query: PageQuery) -> Response:
     """List users (public view), oldest first."""
 
-    def fetch(after_id: int, limit: int) -> list:
+    def fetch(after_id: int, limit: int) -> list[Row[Any]]:
         with get_db().read() as conn:
             return users_repo.list_after(conn, after_id=after_id, limit=limit)
 
@@ -79,11 +80,12 @@ def update_me(body: UserUpdate) -> Response:
     if changes:
         try:
             with get_db().write() as conn:
-                user = users_repo.update(conn, user.id, changes)
+                updated = users_repo.update(conn, user.id, changes)
         except users_repo.EmailTakenError:
             abort(409, description=EMAIL_TAKEN)
-        if user is None:
+        if updated is None:
             _gone()
+        user = updated
     return json_response(UserPrivate.model_validate(user))
 
 

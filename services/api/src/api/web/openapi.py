@@ -1,11 +1,12 @@
 """OpenAPI plumbing: documented error responses per operation, and the offline docs page."""
 
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import flask_openapi3_swagger
 from flask import Blueprint, Response, current_app, jsonify, render_template_string
-from flask_openapi3 import APIBlueprint, Tag
+from flask_openapi3 import APIBlueprint, OpenAPI, Tag
+from flask_openapi3.types import ResponseDict
 
 from api.web.models import ErrorBody, ValidationErrorBody
 
@@ -15,7 +16,7 @@ from api.web.models import ErrorBody, ValidationErrorBody
 _ALWAYS = (414, 429, 431, 500, 503)
 
 
-def errors(*statuses: int) -> dict[int, type[ErrorBody]]:
+def errors(*statuses: int) -> ResponseDict:
     """Response map for the error statuses an operation can return, in the error schema.
 
     422 is always listed: path and query parameters are validated on every operation, and
@@ -128,12 +129,13 @@ _INIT_JS = """window.addEventListener("load", function () {
 @docs.get("/openapi.json")
 def spec() -> Any:
     # flask-openapi3 builds the document once from the registered models and caches it.
-    return jsonify(current_app.api_doc)  # type: ignore[attr-defined]
+    return jsonify(cast(OpenAPI, current_app).api_doc)
 
 
 @docs.get("/docs")
 def docs_page() -> str:
-    return render_template_string(_DOCS_PAGE, title=current_app.api_doc["info"]["title"])  # type: ignore[attr-defined]
+    title = cast(OpenAPI, current_app).api_doc["info"]["title"]
+    return render_template_string(_DOCS_PAGE, title=title)
 
 
 @docs.get("/docs/init.js")

@@ -48,7 +48,9 @@ class PageQuery(BaseModel):
         key = (cls, args, tuple(sorted(kwargs.items())))
         if key not in _schema_cache:
             _schema_cache[key] = pickle.dumps(super().model_json_schema(*args, **kwargs))
-        return pickle.loads(_schema_cache[key])  # our own bytes, never outside input
+        # Our own bytes, never outside input.
+        schema: dict[str, Any] = pickle.loads(_schema_cache[key])
+        return schema
 
     limit: int = Field(default=20, ge=1, le=100, description="Page size")
     cursor: Cursor | SkipJsonSchema[None] = Field(

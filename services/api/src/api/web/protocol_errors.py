@@ -12,6 +12,7 @@ gunicorn did not get as far as reading the X-Request-ID header.
 """
 
 import json
+import socket
 import uuid
 
 from gunicorn import util
@@ -24,7 +25,7 @@ MESSAGES = {
 }
 
 
-def write_error(sock: object, status_int: int, reason: str, mesg: str) -> None:
+def write_error(sock: socket.socket, status_int: int, reason: str, mesg: str) -> None:
     """Drop-in for ``gunicorn.util.write_error`` (same signature; ``mesg`` is not sent)."""
     reason = HTTP_STATUS_CODES.get(status_int, reason)  # werkzeug's phrases, like the app's
     body = json.dumps(

@@ -19,7 +19,8 @@ def current_request_id() -> str:
     if "request_id" not in g:
         incoming = request.headers.get(REQUEST_ID_HEADER, "")
         g.request_id = incoming if _SANE_REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
-    return g.request_id
+    request_id: str = g.request_id
+    return request_id
 
 
 def _start() -> None:

@@ -31,13 +31,18 @@ def paginated_response(
     rows = rows[: query.limit]
     next_cursor = encode_cursor(rows[-1].id) if has_more else None
     # One validation call for the whole page: pydantic-core reads the rows' attributes itself
-    # instead of being called once per row from Python.
+    # instead of being called once per row from Python. (item_model is chosen at run time, which
+    # mypy cannot check as a type argument.)
     page = Page[item_model].model_validate(  # type: ignore[valid-type]
         {"items": rows, "next_cursor": next_cursor}, from_attributes=True
     )
     headers = {}
     if next_cursor is not None:
-        args = {**request.args.to_dict(), "limit": query.limit, "cursor": next_cursor}
+        args: dict[str, Any] = {
+            **request.args.to_dict(),
+            "limit": query.limit,
+            "cursor": next_cursor,
+        }
         next_url = url_for(request.endpoint or "", _external=True, **args)
         headers["Link"] = f'<{next_url}>; rel="next"'
     return json_response(page, headers=headers)

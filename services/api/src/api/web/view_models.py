@@ -18,7 +18,8 @@ def _declared(view: Callable[..., Any], parameter: str) -> type[BaseModel] | Non
     # annotations that do not resolve at runtime, so they are not evaluated at all.
     if parameter not in getattr(view, "__annotations__", {}):
         return None
-    return get_type_hints(view)[parameter]
+    model: type[BaseModel] = get_type_hints(view)[parameter]
+    return model
 
 
 def current_view_model(parameter: str) -> type[BaseModel] | None:
