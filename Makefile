@@ -47,15 +47,35 @@ help: ## List the targets
 bootstrap: ## Provide a Docker engine, Compose v2 and the base image if missing
 	@scripts/bootstrap.sh all
 
-$(VENV)/.installed: requirements-dev.txt services/api/pyproject.toml
-	@echo "==> virtualenv: installing $(VENV) (requirements-dev.txt)"
+# Everything from requirements-dev.lock, hash-checked; --no-deps because the lock is complete and
+# overrides one declared cap (requirements-dev.overrides), which pip's resolver would refuse. The
+# API then goes in editable, without dependencies (they came from the lock) and without build
+# isolation (its build backend, flit_core, came from the lock too).
+$(VENV)/.installed: requirements-dev.lock services/api/pyproject.toml
+	@echo "==> virtualenv: installing $(VENV) (requirements-dev.lock)"
 	@[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
-	@$(BIN)/python -m pip install -q --upgrade pip
-	@$(BIN)/python -m pip install -q -r requirements-dev.txt
+	@$(BIN)/python -m pip install -q --require-hashes --no-deps -r requirements-dev.lock
+	@$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e services/api
 	@touch $@
 
 .PHONY: venv
 venv: $(VENV)/.installed ## Create the virtualenv for tests and tools
+
+# Both locks from their inputs: the API's (what the image installs) from its pyproject.toml, then
+# the development one from requirements-dev.txt with the API's packages held to the API's lock, so
+# the unit tests run on what ships. Pins still allowed by the inputs are kept; LOCK_ARGS=--upgrade
+# takes the newest releases instead (or --upgrade-package NAME for one). uv verifies TLS with the
+# system's certificate store, as pip does.
+LOCK_ARGS ?=
+.PHONY: lock
+lock: venv ## Refresh both hash locks after editing their inputs (LOCK_ARGS=--upgrade: newest releases)
+	cd services/api && UV_NATIVE_TLS=1 $(abspath $(BIN))/uv pip compile -q pyproject.toml \
+	  build-requirements.in --universal --python-version 3.13 --generate-hashes $(LOCK_ARGS) \
+	  -o requirements.lock
+	UV_NATIVE_TLS=1 $(BIN)/uv pip compile -q requirements-dev.txt services/api/pyproject.toml \
+	  services/api/build-requirements.in -c services/api/requirements.lock \
+	  --override requirements-dev.overrides --universal --python-version 3.11 --generate-hashes \
+	  $(LOCK_ARGS) -o requirements-dev.lock
 
 .PHONY: certs
 certs: venv ## Write a local CA and a localhost certificate into certs/ (renewed near expiry)
