@@ -210,11 +210,21 @@ rename-resource: venv ## Rename the sample resource to start your own: make rena
 client: venv ## Generate a typed Python client from the OpenAPI document into clients/python/
 	@$(BIN)/python scripts/client.py
 
+# zizmor offline (no GitHub API calls) with its default persona; actionlint checks the run: steps
+# with the locked shellcheck rather than whichever one is on PATH.
 .PHONY: lint
-lint: venv ## ruff lint and format check
-	@echo "==> lint"
+lint: venv ## ruff, mypy --strict, the workflows (actionlint, zizmor), dependabot.yml, the locks
+	@echo "==> lint: ruff"
 	@$(BIN)/ruff check .
 	@$(BIN)/ruff format --check .
+	@echo "==> lint: mypy --strict services/api/src"
+	@$(BIN)/mypy --config-file services/api/pyproject.toml services/api/src
+	@echo "==> lint: workflows and dependabot.yml (actionlint, zizmor, check-jsonschema)"
+	@$(BIN)/actionlint -shellcheck $(BIN)/shellcheck
+	@$(BIN)/zizmor --offline --no-progress --quiet .
+	@$(BIN)/check-jsonschema --builtin-schema vendor.dependabot .github/dependabot.yml
+	@echo "==> lint: locks match their inputs"
+	@$(BIN)/python scripts/check_locks.py
 
 .PHONY: format
 format: venv ## Apply ruff's fixes and formatting
@@ -231,5 +241,5 @@ clean: ## Remove containers, the data volumes, local images, certs, secrets and 
 	-@docker ps -aq --filter label=flask-stack.itest-run | xargs -r docker rm -f >/dev/null
 	-@docker network prune -f --filter label=flask-stack.itest-run >/dev/null
 	-@docker volume prune -f --filter label=flask-stack.itest-run >/dev/null
-	rm -rf $(VENV) certs secrets clients .pytest_cache .ruff_cache
+	rm -rf $(VENV) certs secrets clients .pytest_cache .ruff_cache .mypy_cache
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
