@@ -1,7 +1,8 @@
 """Queries on the items table.
 
-Hot statements are built once, at import, with bind parameters: building a statement and
-computing its cache key on every call cost more CPU than SQLite took to run it.
+Hot statements are built once, at import, with bind parameters, and run as ``Prepared``
+statements on the driver's cursor (api/core/statements.py): building a statement on every call,
+and SQLAlchemy's execution path, each cost more CPU than SQLite took to run it.
 """
 
 from typing import Any, NamedTuple
@@ -10,10 +11,11 @@ import sqlalchemy as sa
 from sqlalchemy import Connection, Row, Select
 from sqlalchemy.dialects.postgresql import array as postgresql_array
 
+from api.core.statements import Prepared
 from api.tables import items, public_items, utcnow
 
-_INSERT = sa.insert(items).returning(*items.c)
-_GET = sa.select(items).where(items.c.id == sa.bindparam("item_id"))
+_INSERT = Prepared(sa.insert(items).returning(*items.c))
+_GET = Prepared(sa.select(items).where(items.c.id == sa.bindparam("item_id")))
 _DELETE = sa.delete(items).where(items.c.id == sa.bindparam("item_id"))
 
 
@@ -29,11 +31,11 @@ def create(
         "created_at": now,
         "updated_at": now,
     }
-    return conn.execute(_INSERT, values).one()
+    return _INSERT.one(conn, values)
 
 
 def get(conn: Connection, item_id: int) -> Row[Any] | None:
-    return conn.execute(_GET, {"item_id": item_id}).one_or_none()
+    return _GET.one_or_none(conn, {"item_id": item_id})
 
 
 # The list: public items plus the viewer's own, in id order after a cursor. Each branch below is
@@ -83,10 +85,10 @@ def _merged(*ranges: Select[Any]) -> Select[Any]:
 
 
 class _Lists(NamedTuple):
-    public: Select[Any]  # anonymous
-    public_and_own: Select[Any]  # a signed-in viewer
-    owners_public: Select[Any]  # owner_id=, asked by anyone but that owner
-    owners_all: Select[Any]  # owner_id=, asked by that owner
+    public: Prepared  # anonymous
+    public_and_own: Prepared  # a signed-in viewer
+    owners_public: Prepared  # owner_id=, asked by anyone but that owner
+    owners_all: Prepared  # owner_id=, asked by that owner
 
 
 def _lists(*, postgresql: bool) -> _Lists:
@@ -94,10 +96,10 @@ def _lists(*, postgresql: bool) -> _Lists:
         return _owners(param, public=public, postgresql=postgresql)
 
     return _Lists(
-        public=_public(),
-        public_and_own=_merged(_public(), owners(public=False, param="viewer_id")),
-        owners_public=owners(public=True),
-        owners_all=_merged(owners(public=True), owners(public=False)),
+        public=Prepared(_public()),
+        public_and_own=Prepared(_merged(_public(), owners(public=False, param="viewer_id"))),
+        owners_public=Prepared(owners(public=True)),
+        owners_all=Prepared(_merged(owners(public=True), owners(public=False))),
     )
 
 
@@ -119,7 +121,7 @@ def list_visible(
     else:
         stmt = lists.owners_all if owner_id == viewer_id else lists.owners_public
     params = {"viewer_id": viewer_id, "owner_id": owner_id, "after_id": after_id, "limit": limit}
-    return list(conn.execute(stmt, params))
+    return stmt.all(conn, params)
 
 
 def update(conn: Connection, item_id: int, changes: dict[str, Any]) -> Row[Any]:

@@ -1,4 +1,4 @@
-"""Queries on the users table (hot statements built once, as in items.py)."""
+"""Queries on the users table (hot statements built once and prepared, as in items.py)."""
 
 from typing import Any
 
@@ -6,12 +6,15 @@ import sqlalchemy as sa
 from sqlalchemy import Connection, Row
 from sqlalchemy.exc import IntegrityError
 
+from api.core.statements import Prepared
 from api.tables import users, utcnow
 
-_INSERT = sa.insert(users).returning(*users.c)
-_GET = sa.select(users).where(users.c.id == sa.bindparam("user_id"))
-_GET_BY_KEY_HASH = sa.select(users).where(users.c.api_key_hash == sa.bindparam("api_key_hash"))
-_LIST_AFTER = (
+_INSERT = Prepared(sa.insert(users).returning(*users.c))
+_GET = Prepared(sa.select(users).where(users.c.id == sa.bindparam("user_id")))
+_GET_BY_KEY_HASH = Prepared(
+    sa.select(users).where(users.c.api_key_hash == sa.bindparam("api_key_hash"))
+)
+_LIST_AFTER = Prepared(
     sa.select(users)
     .where(users.c.id > sa.bindparam("after_id"))
     .order_by(users.c.id)
@@ -35,21 +38,21 @@ def create(conn: Connection, *, name: str, email: str, api_key_hash: str) -> Row
         "created_at": utcnow(),
     }
     try:
-        return conn.execute(_INSERT, values).one()
+        return _INSERT.one(conn, values)
     except IntegrityError as exc:
         raise EmailTakenError(email) from exc
 
 
 def get(conn: Connection, user_id: int) -> Row[Any] | None:
-    return conn.execute(_GET, {"user_id": user_id}).one_or_none()
+    return _GET.one_or_none(conn, {"user_id": user_id})
 
 
 def get_by_key_hash(conn: Connection, api_key_hash: str) -> Row[Any] | None:
-    return conn.execute(_GET_BY_KEY_HASH, {"api_key_hash": api_key_hash}).one_or_none()
+    return _GET_BY_KEY_HASH.one_or_none(conn, {"api_key_hash": api_key_hash})
 
 
 def list_after(conn: Connection, *, after_id: int, limit: int) -> list[Row[Any]]:
-    return list(conn.execute(_LIST_AFTER, {"after_id": after_id, "limit": limit}))
+    return _LIST_AFTER.all(conn, {"after_id": after_id, "limit": limit})
 
 
 def update(conn: Connection, user_id: int, changes: dict[str, Any]) -> Row[Any] | None:
