@@ -12,6 +12,10 @@ from typing import Any, TextIO
 
 APP_LOGGER = "api"
 
+# Built once: json.dumps with arguments builds an encoder per call, which cost as much again as
+# the encoding itself (docs/performance.md, "The log line").
+_ENCODER = json.JSONEncoder(default=str, ensure_ascii=False)
+
 
 class JsonFormatter(logging.Formatter):
     """Render a record as one JSON object.
@@ -31,7 +35,7 @@ class JsonFormatter(logging.Formatter):
         payload.update(getattr(record, "fields", {}))
         if record.exc_info:
             payload["exc_info"] = self.formatException(record.exc_info)
-        return json.dumps(payload, default=str, ensure_ascii=False)
+        return _ENCODER.encode(payload)
 
 
 class BufferedStreamHandler(logging.StreamHandler[TextIO]):
@@ -139,6 +143,12 @@ def configure_logging(level: str, flush_interval: float = 0.0) -> logging.Logger
             old.flush()  # its pending lines go out before the new handler's
     logger.handlers[:] = [handler]
     logger.setLevel(level)
+    # The lines carry no source file, line, function or thread, and logging would look them up
+    # for every record anyway: finding the caller walks the stack, a third of the cost of the
+    # access line (the switches of "Optimization" in the logging HOWTO; docs/performance.md).
+    logging._srcfile = None  # type: ignore[attr-defined]
+    logging.logThreads = False
+    logging.logMultiprocessing = False
     # Our handler is the only one: propagating would print each line twice under gunicorn or
     # pytest, which also attach handlers to the root logger.
     logger.propagate = False
