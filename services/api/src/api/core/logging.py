@@ -146,7 +146,7 @@ def configure_logging(level: str, flush_interval: float = 0.0) -> logging.Logger
     # The lines carry no source file, line, function or thread, and logging would look them up
     # for every record anyway: finding the caller walks the stack, a third of the cost of the
     # access line (the switches of "Optimization" in the logging HOWTO; docs/performance.md).
-    logging._srcfile = None  # type: ignore[attr-defined]
+    logging._srcfile = None
     logging.logThreads = False
     logging.logMultiprocessing = False
     # Our handler is the only one: propagating would print each line twice under gunicorn or

@@ -25,12 +25,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Dialect, Row
+from sqlalchemy import Connection, Delete, Dialect, Insert, Row, Select, Update
 from sqlalchemy.engine import result_tuple
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.sql import Executable
 
 Processor = Callable[[Any], Any]
+Statement = Select[Any] | Insert | Update | Delete
 
 
 @dataclass(frozen=True)
@@ -47,10 +47,10 @@ class _Compiled:
 class Prepared:
     """A statement compiled once per dialect and run on the driver's cursor (see above)."""
 
-    def __init__(self, statement: Executable) -> None:
+    def __init__(self, statement: Statement) -> None:
         self.statement = statement
-        self._columns = tuple(statement.exported_columns)  # type: ignore[attr-defined]
-        self._make_row = result_tuple([column.key for column in self._columns])
+        self._columns = tuple(statement.exported_columns)
+        self._make_row = result_tuple([str(column.key) for column in self._columns])
         # By dialect and by the names of the values given: an INSERT's SQL names the columns
         # given values (and leaves the rest to their defaults), as conn.execute compiles it.
         self._compiled: dict[tuple[str, tuple[str, ...]], _Compiled] = {}
@@ -109,22 +109,18 @@ class Prepared:
         compiled = self.statement.compile(dialect=dialect, column_keys=list(key[1]))
         # Parameters SQLAlchemy renders into the SQL at run time (an "IN" list, a LIMIT some
         # dialects cannot bind) would need its execution path: not for this one.
-        if compiled.literal_execute_params or compiled.post_compile_params:  # type: ignore[attr-defined]
+        if compiled.literal_execute_params or compiled.post_compile_params:
             raise TypeError(f"Prepared cannot run render-time parameters: {compiled}")
-        names = compiled.positiontup or list(compiled.binds)  # type: ignore[attr-defined]
+        names = compiled.positiontup or list(compiled.binds)
         binds = tuple(
-            (name, compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect))  # type: ignore[attr-defined]
+            (name, compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect))
             for name in names
         )
-        defaults = {
-            name: bind.value
-            for name, bind in compiled.binds.items()  # type: ignore[attr-defined]
-            if not bind.required
-        }
+        defaults = {name: bind.value for name, bind in compiled.binds.items() if not bind.required}
         result = _Compiled(
             sql=compiled.string,
             binds=binds,
-            positional=bool(compiled.positiontup),  # type: ignore[attr-defined]
+            positional=bool(compiled.positiontup),
             defaults=defaults,
         )
         self._compiled[key] = result
@@ -149,13 +145,11 @@ def _observed(conn: Connection) -> bool:
     return bool(dispatch.before_cursor_execute or dispatch.after_cursor_execute)
 
 
-def _wrapped(
-    conn: Connection, exc: Exception, sql: str, parameters: Any, cursor: Any
-) -> DBAPIError:
+def _wrapped(conn: Connection, exc: Any, sql: str, parameters: Any, cursor: Any) -> DBAPIError:
     """SQLAlchemy's exception for a driver error, as ``conn.execute`` would raise it."""
     dialect = conn.dialect
     disconnected = dialect.is_disconnect(exc, conn.connection.driver_connection, cursor)
-    error = DBAPIError.instance(
+    error: DBAPIError = DBAPIError.instance(
         sql,
         parameters,
         exc,
@@ -166,4 +160,4 @@ def _wrapped(
     if disconnected:
         # The pool must not hand this connection out again.
         conn.invalidate(exc)
-    return error  # type: ignore[return-value]
+    return error
