@@ -158,3 +158,25 @@ def test_render_time_parameters_are_refused(db: Database) -> None:
     statement = sa.select(users).where(users.c.id.in_(sa.bindparam("ids", expanding=True)))
     with db.read() as conn, pytest.raises(TypeError, match="render-time parameters"):
         Prepared(statement).all(conn, {"ids": [1, 2]})
+
+
+def test_begin_immediate_runs_as_before(db_path: Path) -> None:
+    """A write transaction on SQLite still starts with BEGIN IMMEDIATE, seen by listeners, and a
+    lock held elsewhere still fails as SQLAlchemy's OperationalError (test_db.py: the waiting)."""
+    settings = load_settings(database_url=sqlite_url(db_path))
+    database = Database(build_engine(settings, sqlite_busy_timeout_ms=50))
+    seen: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        seen.append(statement)
+
+    try:
+        event.listen(database.engine, "before_cursor_execute", record)
+        with database.write() as conn:
+            conn.exec_driver_sql("SELECT 1")
+        event.remove(database.engine, "before_cursor_execute", record)
+        assert seen == ["BEGIN IMMEDIATE", "SELECT 1"]
+        with database.write(), pytest.raises(OperationalError, match="locked"), database.write():
+            pass
+    finally:
+        database.engine.dispose()

@@ -139,6 +139,24 @@ class Prepared:
         return processors
 
 
+def execute_driver_sql(conn: Connection, sql: str) -> None:
+    """Run ``sql``, a statement with no parameters and no rows (``BEGIN IMMEDIATE``), as
+    ``conn.exec_driver_sql(sql)`` would: on the driver's cursor, with the errors and the
+    listeners of ``Prepared``."""
+    if _observed(conn):
+        conn.exec_driver_sql(sql)
+        return
+    driver_conn = conn.connection.driver_connection
+    assert driver_conn is not None  # a live Connection always has one
+    cursor = driver_conn.cursor()
+    try:
+        cursor.execute(sql)
+    except conn.dialect.loaded_dbapi.Error as exc:
+        raise _wrapped(conn, exc, sql, (), cursor) from exc
+    finally:
+        cursor.close()
+
+
 def _observed(conn: Connection) -> bool:
     """Whether a listener (on the connection or its engine) wants to see each statement."""
     dispatch = conn.dispatch

@@ -29,14 +29,17 @@ def _start() -> None:
 
 
 def _finish(response: Response) -> Response:
-    response.headers[REQUEST_ID_HEADER] = current_request_id()
+    request_id = current_request_id()
+    response.headers[REQUEST_ID_HEADER] = request_id
+    if not logger.isEnabledFor(logging.INFO):
+        return response
     started = g.get("started")
     duration_ms = (time.perf_counter() - started) * 1000 if started is not None else None
     logger.info(
         "request",
         extra={
             "fields": {
-                "request_id": current_request_id(),
+                "request_id": request_id,
                 "method": request.method,
                 "path": request.path,
                 "status": response.status_code,
