@@ -14,6 +14,12 @@ TARGET_API_MB = 200.0
 TARGET_NGINX_MB = 150.0
 TARGET_REBUILD_S = 15.0
 
+# Targets of issue 15: the API's CPU per request (its container's CPU per request) against the
+# floor's in the same run, the page against a single GET, and the writes against the floor's.
+TARGET_CPU_VS_FLOOR = 1.5
+TARGET_CPU_PAGE_VS_GET = 1.25
+TARGET_WRITES_VS_FLOOR = 0.75
+
 # Ratios to the floor baseline (bench/floor.py), in the order the report prints them.
 FLOOR_RATIOS = ("4/F4", "3/F3", "2/F2", "F3/F2")
 
@@ -95,7 +101,7 @@ def markdown(results: dict[str, Any]) -> str:
         )
     lines += [
         "",
-        "| target (issue 6) | value | result |",
+        "| target (issues 6 and 15) | value | result |",
         "|---|---|---|",
     ]
     for t in results["targets"]:
@@ -148,6 +154,7 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
                 and m6["errors_total"] == 0,
             }
         )
+    out += cpu_targets(by_key)
     for key in ("1", "2", "3", "5"):
         m = by_key.get(key)
         if m:
@@ -177,6 +184,43 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
             "pass": None if changed is None else changed <= TARGET_REBUILD_S,
         }
     )
+    return out
+
+
+def _api_cpu(m: dict[str, Any] | None) -> float | None:
+    """The API container's CPU ms per request (the floor's, in F2-F4)."""
+    return (m or {}).get("cpu_s_per_1k", {}).get("api")
+
+
+def cpu_targets(by_key: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Issue 15: CPU per request as a ratio to a measurement of the same run."""
+    out = []
+    pairs = (
+        ("2", "F2", "API CPU per request, GET direct / floor's", TARGET_CPU_VS_FLOOR),
+        ("4", "F4", "API CPU per request, POST via nginx / floor's", TARGET_CPU_VS_FLOOR),
+        ("5", "3", "API CPU per request, page of 20 / GET via nginx", TARGET_CPU_PAGE_VS_GET),
+    )
+    for top, bottom, what, limit in pairs:
+        a, b = _api_cpu(by_key.get(top)), _api_cpu(by_key.get(bottom))
+        if a is None or not b:
+            continue
+        out.append(
+            {
+                "target": f"{what} ({top}/{bottom}) <= {limit}",
+                "value": f"{a:.3f} / {b:.3f} ms = {a / b:.2f}",
+                "pass": a / b <= limit,
+            }
+        )
+    m4, f4 = by_key.get("4"), by_key.get("F4")
+    if m4 and f4 and f4["rps"]:
+        ratio = m4["rps"] / f4["rps"]
+        out.append(
+            {
+                "target": f"writes, 4/F4 >= {TARGET_WRITES_VS_FLOOR}",
+                "value": f"{fmt(m4['rps'])} / {fmt(f4['rps'])} = {ratio:.2f}",
+                "pass": ratio >= TARGET_WRITES_VS_FLOOR,
+            }
+        )
     return out
 
 
