@@ -165,7 +165,17 @@ swarm-rm: ## Remove the stack from the swarm (the database volume and the node l
 # --- checks -------------------------------------------------------------------------------------
 
 .PHONY: test
-test: lint test-unit test-integration test-adversarial test-swarm ## Lint, unit, integration, adversarial and Swarm tests
+test: lint test-rules test-unit test-integration test-adversarial test-swarm ## Lint, alert rules, unit, integration, adversarial and Swarm tests
+
+# promtool runs in the Prometheus image (no host install): the image's build already runs the same
+# check, so this builds it (layer cache: seconds) and runs the check again where its report shows.
+.PHONY: test-rules
+test-rules: bootstrap ## Prometheus config and alert rules: promtool check, and the rules' unit tests
+	@echo "==> alert rules: promtool check config, check rules, test rules"
+	@docker build -q -t flask-stack-prometheus:test -f monitoring/prometheus/Dockerfile \
+	  --build-arg BASE_IMAGE=$${BASE_IMAGE:-debian:trixie-slim} monitoring >/dev/null
+	@docker run --rm --read-only --tmpfs /tmp --cap-drop ALL --security-opt no-new-privileges \
+	  --network none flask-stack-prometheus:test check
 
 .PHONY: test-unit
 test-unit: venv ## API unit tests (Flask test client, no Docker), then the resource-swap test
