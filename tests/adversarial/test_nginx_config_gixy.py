@@ -26,15 +26,20 @@ from pathlib import Path
 import pytest
 
 from tests.support.containers import NGINX_IMAGE, Tls
+from tests.support.waiting import wait_until
 
 RENDERED_IN_IMAGE = "/tmp/nginx/"
 
 
 def render(docker_client, tls: Tls, target: Path) -> Path:
     """Render the configuration in the image; unpack it into `target`; return nginx.conf."""
-    output = docker_client.containers.run(
+    # The tree is read with `exec` from a container kept alive for it, not as the stdout of a
+    # container that rendered it and exited: docker-py reads that stdout back from the container's
+    # log, which engine 20.10 was seen to cut at a 16 KiB boundary (a tar cut at a member boundary
+    # even reads as complete, with files missing).
+    container = docker_client.containers.run(
         NGINX_IMAGE,
-        ["sh", "-c", "tar -C /tmp/nginx -c --exclude=./tmp . | base64 -w0"],
+        ["sleep", "120"],
         user=tls.nginx_user,
         read_only=True,
         tmpfs={"/tmp": ""},
@@ -42,10 +47,20 @@ def render(docker_client, tls: Tls, target: Path) -> Path:
         security_opt=["no-new-privileges:true"],
         network_mode="none",
         volumes={str(tls.directory): {"bind": "/etc/nginx/certs", "mode": "ro"}},
-        remove=True,
-        stdout=True,
-        stderr=False,
+        detach=True,
     )
+    try:
+        wait_until(
+            lambda: container.exec_run(["test", "-f", "/tmp/nginx/nginx.conf"]).exit_code == 0,
+            30,
+            what="the entrypoint to render the configuration",
+        )
+        code, output = container.exec_run(
+            ["sh", "-c", "tar -C /tmp/nginx -c --exclude=./tmp . | base64 -w0"], stderr=False
+        )
+        assert code == 0, output[-500:]
+    finally:
+        container.remove(force=True)
     with tarfile.open(fileobj=io.BytesIO(base64.b64decode(output))) as archive:
         if hasattr(tarfile, "data_filter"):
             archive.extractall(target, filter="data")
