@@ -27,6 +27,17 @@ else
 $(error DATABASE must be sqlite or postgres, not '$(DATABASE)')
 endif
 
+# MONITORING=1 (or a MONITORING=1 line in .env) adds compose.monitoring.yaml to every compose
+# command: Prometheus, Alertmanager and the nginx exporter (docs/operations.md).
+MONITORING ?= $(or $(shell sed -n 's/^MONITORING=//p' .env 2>/dev/null | tail -n 1),0)
+ifeq ($(MONITORING),1)
+COMPOSE += -f compose.monitoring.yaml
+IMAGES += flask-stack-prometheus flask-stack-alertmanager flask-stack-nginx-exporter
+else ifneq ($(MONITORING),0)
+$(error MONITORING must be 0 or 1, not '$(MONITORING)')
+endif
+PROMETHEUS_PORT ?= 9090
+
 # nginx must read certs/server.key (mode 0600) through a bind mount: as root, certs.py hands the
 # key to the image's uid 10001; as anyone else, nginx runs as that user (still not root).
 NGINX_USER ?= $(shell [ "$$(id -u)" = 0 ] && echo 10001:10001 || echo "$$(id -u):$$(id -g)")
@@ -103,6 +114,8 @@ up: bootstrap certs secrets ## Build and start the stack (DATABASE=postgres: on 
 	@echo
 	@echo "Stack is up: $(BASE_URL)/api/docs"
 	@echo "  curl --cacert certs/ca.pem $(BASE_URL)/healthz"
+	@if [ "$(MONITORING)" = 1 ]; then \
+	  echo "Prometheus: http://127.0.0.1:$(PROMETHEUS_PORT)  (alerts: docs/operations.md)"; fi
 
 # compose.dev.yaml over the same files: the API's source mounted, gunicorn reloading on change.
 .PHONY: dev
@@ -245,7 +258,8 @@ format: venv ## Apply ruff's fixes and formatting
 # password in secrets/, or a later run would meet a cluster made with a password now lost.
 .PHONY: clean
 clean: ## Remove containers, the data volumes, local images, certs, secrets and the virtualenv
-	-@docker compose -f compose.yaml -f compose.postgres.yaml down --volumes --remove-orphans \
+	-@docker compose -f compose.yaml -f compose.postgres.yaml -f compose.monitoring.yaml down \
+	  --volumes --remove-orphans \
 	  --rmi local 2>/dev/null
 	@# Leftovers of an integration run that was killed before its own clean-up.
 	-@docker ps -aq --filter label=flask-stack.itest-run | xargs -r docker rm -f >/dev/null

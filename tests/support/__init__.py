@@ -9,6 +9,8 @@
   uses it too);
 - ``containers``: images, hardened containers, stacks (``Launcher``, ``Stack``);
 - ``swarm``: a Swarm of Docker-in-Docker nodes with the stack deployed (``Swarm``, ``Endpoint``);
+- ``monitoring``: the stack with its monitoring profile (``MONITORING=1 make up``), Prometheus's
+  HTTP API, and ``alert_receiver``, the webhook Alertmanager notifies, run in a container;
 - ``figures``: measurements a suite prints at the end of its run;
 - ``fixtures``: the pytest fixtures and hooks the suites' conftest.py import.
 """
