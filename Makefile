@@ -158,6 +158,8 @@ ps: ## Show the stack's containers
 # (API_IMAGE, NGINX_IMAGE, POSTGRES_IMAGE, SERVER_NAME, DB_PASSWORD_FILE, TLS_CERT_FILE,
 # TLS_KEY_FILE; optional ones with defaults) and the node label flask-stack.db=true.
 # SWARM_DEPLOY_ARGS adds options, e.g. "--resolve-image never" for images loaded on every node.
+# MONITORING=1 deploys deploy/swarm/monitoring.yaml with it (PROMETHEUS_IMAGE, ALERTMANAGER_IMAGE,
+# ALERT_WEBHOOK_URL; the node label flask-stack.monitoring=true).
 STACK_NAME ?= flask-stack
 SWARM_DEPLOY_ARGS ?=
 
@@ -167,8 +169,12 @@ swarm-deploy: ## Deploy (or update) the stack on the current swarm: API_IMAGE=..
 	  echo 'swarm-deploy: the docker CLI must talk to a swarm manager (docker swarm init / docker context use)' >&2; exit 2; }
 	@docker node ls --filter node.label=flask-stack.db=true --format '{{.Hostname}}' | grep -q . || { \
 	  echo 'swarm-deploy: no node keeps the database: docker node update --label-add flask-stack.db=true <node>' >&2; exit 2; }
+	@[ "$(MONITORING)" != 1 ] || docker node ls --filter node.label=flask-stack.monitoring=true \
+	  --format '{{.Hostname}}' | grep -q . || { \
+	  echo 'swarm-deploy: no node keeps the metrics: docker node update --label-add flask-stack.monitoring=true <node>' >&2; exit 2; }
 	docker stack deploy --with-registry-auth $(SWARM_DEPLOY_ARGS) \
-	  -c deploy/swarm/stack.yaml $(STACK_NAME)
+	  -c deploy/swarm/stack.yaml $(if $(filter 1,$(MONITORING)),-c deploy/swarm/monitoring.yaml) \
+	  $(STACK_NAME)
 	@docker stack services $(STACK_NAME)
 
 .PHONY: swarm-rm
