@@ -13,7 +13,8 @@
 #
 # Settings (environment variable, default):
 #   PROMETHEUS_SCRAPE_INTERVAL      15s    how often every target is scraped
-#   PROMETHEUS_SCRAPE_TIMEOUT       10s    at most the scrape interval
+#   PROMETHEUS_SCRAPE_TIMEOUT       (empty) at most the interval; empty: Prometheus's own
+#                                          default, 10s or the interval when that is shorter
 #   PROMETHEUS_EVALUATION_INTERVAL  15s    how often the rules are evaluated
 #   PROMETHEUS_RETENTION_TIME       15d    samples older than this are deleted
 #   PROMETHEUS_RETENTION_SIZE       1GB    and the oldest blocks too once the data is larger
@@ -44,7 +45,7 @@ die() {
 # ---- 1. settings ---------------------------------------------------------
 
 : "${PROMETHEUS_SCRAPE_INTERVAL:=15s}"
-: "${PROMETHEUS_SCRAPE_TIMEOUT:=10s}"
+: "${PROMETHEUS_SCRAPE_TIMEOUT:=}"
 : "${PROMETHEUS_EVALUATION_INTERVAL:=15s}"
 : "${PROMETHEUS_RETENTION_TIME:=15d}"
 : "${PROMETHEUS_RETENTION_SIZE:=1GB}"
@@ -75,11 +76,17 @@ require() { # require NAME ERE DESCRIPTION
 DURATION='([0-9]+(ms|s|m|h|d|w|y))+'
 HOST_PORT='[A-Za-z0-9._-]+:[0-9]{1,5}'
 NUMBER='[0-9]+(\.[0-9]+)?'
-for name in PROMETHEUS_SCRAPE_INTERVAL PROMETHEUS_SCRAPE_TIMEOUT PROMETHEUS_EVALUATION_INTERVAL \
+for name in PROMETHEUS_SCRAPE_INTERVAL PROMETHEUS_EVALUATION_INTERVAL \
     PROMETHEUS_RETENTION_TIME ALERT_DOWN_FOR ALERT_NOT_READY_FOR ALERT_ERROR_RATIO_FOR \
     ALERT_LATENCY_FOR; do
     require "$name" "$DURATION" 'a duration like 15s, 5m or 1h30m'
 done
+require PROMETHEUS_SCRAPE_TIMEOUT "($DURATION)?" 'empty or a duration like 10s'
+if [ -n "$PROMETHEUS_SCRAPE_TIMEOUT" ]; then
+    PROMETHEUS_SCRAPE_TIMEOUT_LINE="scrape_timeout: $PROMETHEUS_SCRAPE_TIMEOUT"
+else
+    PROMETHEUS_SCRAPE_TIMEOUT_LINE=
+fi
 require PROMETHEUS_RETENTION_SIZE '[0-9]+(B|KB|MB|GB|TB|PB|EB)' 'a size like 512MB or 1GB'
 require PROMETHEUS_EXTERNAL_URL '(https?://[^[:space:]"'"'"'\\]+)?' 'empty or an http(s) URL'
 require API_METRICS_HOST '[A-Za-z0-9._-]+' 'a host name'
@@ -90,7 +97,7 @@ require ALERT_ERROR_RATIO "$NUMBER" 'a ratio like 0.01 (1%)'
 require ALERT_P99_LATENCY_SECONDS "$NUMBER" 'a number of seconds like 0.5'
 
 RENDER_VARS='
-    PROMETHEUS_SCRAPE_INTERVAL PROMETHEUS_SCRAPE_TIMEOUT PROMETHEUS_EVALUATION_INTERVAL
+    PROMETHEUS_SCRAPE_INTERVAL PROMETHEUS_SCRAPE_TIMEOUT_LINE PROMETHEUS_EVALUATION_INTERVAL
     API_METRICS_HOST API_METRICS_PORT NGINX_EXPORTER_TARGET ALERTMANAGER_TARGET
     ALERT_DOWN_FOR ALERT_NOT_READY_FOR ALERT_ERROR_RATIO ALERT_ERROR_RATIO_FOR
     ALERT_P99_LATENCY_SECONDS ALERT_LATENCY_FOR
