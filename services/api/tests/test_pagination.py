@@ -2,6 +2,7 @@
 
 import pytest
 from api_helpers import assert_error
+from flask import url_for
 
 from api.web.pagination import decode_cursor, encode_cursor
 
@@ -53,6 +54,20 @@ def test_link_keeps_filters(client, make_user):
         client.post("/api/items", json={"name": "x", "is_public": True}, headers=user.headers)
     response = client.get("/api/items", query_string={"limit": 1, "owner_id": user.id})
     assert f"owner_id={user.id}" in response.headers["Link"]
+
+
+def test_link_is_the_url_that_url_for_builds(app, client, make_user):
+    """The next link keeps every parameter the request had (even undeclared ones, with characters
+    that need escaping), in the encoding and at the address Flask's url_for gives."""
+    for _ in range(2):
+        make_user()
+    query = {"limit": 1, "note": "a b&c/é:!"}
+    response = client.get("/api/users", query_string=query, base_url="https://api.example:8443")
+    cursor = response.get_json()["next_cursor"]
+    with app.test_request_context(base_url="https://api.example:8443"):
+        expected = url_for("users.list_users", _external=True, **query, cursor=cursor)
+    assert response.headers["Link"] == f'<{expected}>; rel="next"'
+    assert "note=a+b%26c/%C3%A9:!" in expected
 
 
 @pytest.mark.parametrize(

@@ -12,10 +12,12 @@ the first: two components would act on different values from one request.
 """
 
 import json
+from functools import cache
 from typing import Any, NoReturn
 
 from flask import Flask, Request, request
 from flask.json.provider import DefaultJSONProvider
+from pydantic import BaseModel
 from werkzeug.exceptions import BadRequest, UnsupportedMediaType
 
 from api.web.view_models import current_view_model
@@ -64,6 +66,11 @@ class ApiRequest(Request):
         raise BadRequest(INVALID_JSON)
 
 
+@cache  # one list per model class
+def _required(model: type[BaseModel]) -> tuple[str, ...]:
+    return tuple(name for name, field in model.model_fields.items() if field.is_required())
+
+
 def _check_json_body() -> None:
     model = current_view_model("body")
     if model is None:
@@ -83,8 +90,7 @@ def _check_json_body() -> None:
         raise BadRequest(INVALID_JSON) from None
     if not isinstance(data, dict):
         raise BadRequest("Request body must be a JSON object.")
-    required = [name for name, field in model.model_fields.items() if field.is_required()]
-    missing = [name for name in required if name not in data]
+    missing = [name for name in _required(model) if name not in data]
     if missing:
         raise BadRequest(f"Missing fields: {missing}")
 

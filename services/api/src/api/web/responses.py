@@ -2,8 +2,9 @@
 
 from collections.abc import Callable, Sequence
 from typing import Any
+from urllib.parse import urlencode
 
-from flask import Response, current_app, request, url_for
+from flask import Response, current_app, request
 from pydantic import BaseModel
 
 from api.web.models import Page
@@ -43,9 +44,19 @@ def paginated_response(
             "limit": query.limit,
             "cursor": next_cursor,
         }
-        next_url = url_for(request.endpoint or "", _external=True, **args)
-        headers["Link"] = f'<{next_url}>; rel="next"'
+        headers["Link"] = f'<{_this_url_with(args)}>; rel="next"'
     return json_response(page, headers=headers)
+
+
+def _this_url_with(args: dict[str, Any]) -> str:
+    """The request's own URL with the query ``args``: what ``url_for(request.endpoint,
+    _external=True, **args)`` builds for a rule without variables (and, unlike it, also right for
+    one with variables), at half its cost: Werkzeug's query encoding, without its URL builder."""
+    return f"{request.base_url}?{urlencode(args, safe=_QUERY_SAFE)}"
+
+
+# The characters Werkzeug leaves unescaped in a query (werkzeug.urls._urlencode).
+_QUERY_SAFE = "!$'()*,/:;?@"
 
 
 def no_content() -> Response:
