@@ -54,7 +54,7 @@ class Prepared:
         # By dialect and by the names of the values given: an INSERT's SQL names the columns
         # given values (and leaves the rest to their defaults), as conn.execute compiles it.
         self._compiled: dict[tuple[str, tuple[str, ...]], _Compiled] = {}
-        self._results: dict[str, tuple[Processor | None, ...]] = {}
+        self._results: dict[str, tuple[tuple[int, Processor], ...]] = {}
 
     def all(self, conn: Connection, params: Mapping[str, Any]) -> list[Row[Any]]:
         """Every row, as ``list(conn.execute(statement, params))``."""
@@ -92,18 +92,23 @@ class Prepared:
         try:
             cursor.execute(compiled.sql, parameters)
             fetched = cursor.fetchall() if cursor.description else []
-            processors = self._results.get(dialect.name) or self._result_processors(
-                dialect, cursor.description
-            )
+            converters = self._results.get(dialect.name)
+            if converters is None:
+                converters = self._converters(dialect, cursor.description)
         except dialect.loaded_dbapi.Error as exc:
             raise _wrapped(conn, exc, compiled.sql, parameters, cursor) from exc
         finally:
             cursor.close()
         make_row = self._make_row
-        return [
-            make_row([f(v) if f else v for f, v in zip(processors, row, strict=True)])
-            for row in fetched
-        ]
+        if not converters:
+            return [make_row(row) for row in fetched]
+        rows = []
+        for row in fetched:
+            converted = list(row)
+            for i, convert in converters:
+                converted[i] = convert(converted[i])
+            rows.append(make_row(converted))
+        return rows
 
     def _compile(self, dialect: Dialect, key: tuple[str, tuple[str, ...]]) -> _Compiled:
         compiled = self.statement.compile(dialect=dialect, column_keys=list(key[1]))
@@ -126,17 +131,19 @@ class Prepared:
         self._compiled[key] = result
         return result
 
-    def _result_processors(
+    def _converters(
         self, dialect: Dialect, description: Sequence[Sequence[Any]] | None
-    ) -> tuple[Processor | None, ...]:
-        # From the driver's type codes, as SQLAlchemy's own result metadata does.
+    ) -> tuple[tuple[int, Processor], ...]:
+        """(position, result processor) of each column whose type converts what the driver
+        returns, from the driver's type codes as SQLAlchemy's own result metadata does."""
         type_codes = [d[1] for d in description] if description else [None] * len(self._columns)
-        processors = tuple(
+        processors = (
             column.type.dialect_impl(dialect).result_processor(dialect, type_code)
             for column, type_code in zip(self._columns, type_codes, strict=True)
         )
-        self._results[dialect.name] = processors
-        return processors
+        converters = tuple((i, f) for i, f in enumerate(processors) if f is not None)
+        self._results[dialect.name] = converters
+        return converters
 
 
 def execute_driver_sql(conn: Connection, sql: str) -> None:
