@@ -130,14 +130,20 @@ dev: bootstrap certs secrets ## The same stack with live reload: save a file in 
 seed: venv ## Add a few users and items to the running stack and print their API keys (re-runnable)
 	@$(BIN)/python scripts/seed.py --base-url $(BASE_URL) --ca certs/ca.pem
 
+# The tag compose builds (IMAGE_TAG in the environment or .env, as compose reads it; default dev).
+IMAGE_TAG ?= $(or $(shell sed -n 's/^IMAGE_TAG=//p' .env 2>/dev/null | tail -n 1),dev)
+# Each image's SBOM (CycloneDX JSON: its Debian packages and, in the API's, the Python packages as
+# installed), read from the image itself and checked against the schema offline: scripts/sbom.py.
+SBOM_DIR ?= build/sbom
 .PHONY: images
-images: bootstrap ## Build the images and tag them with the version and git revision
+images: bootstrap venv ## Build the images, tag them with the version and git revision, write their SBOMs to build/sbom/
 	@$(COMPOSE) build
 	@for image in $(IMAGES); do \
-	  docker tag $$image:dev $$image:$(VERSION); \
-	  docker tag $$image:dev $$image:$(VERSION)-$(GIT_REV); \
+	  docker tag $$image:$(IMAGE_TAG) $$image:$(VERSION); \
+	  docker tag $$image:$(IMAGE_TAG) $$image:$(VERSION)-$(GIT_REV); \
 	  echo "==> $$image:$(VERSION) $$image:$(VERSION)-$(GIT_REV)"; \
 	done
+	@$(BIN)/python scripts/sbom.py --out $(SBOM_DIR) $(addsuffix :$(VERSION)-$(GIT_REV),$(IMAGES))
 
 .PHONY: down
 down: ## Stop and remove the containers (the data volumes stay)
@@ -172,9 +178,14 @@ swarm-deploy: ## Deploy (or update) the stack on the current swarm: API_IMAGE=..
 	@[ "$(MONITORING)" != 1 ] || docker node ls --filter node.label=flask-stack.monitoring=true \
 	  --format '{{.Hostname}}' | grep -q . || { \
 	  echo 'swarm-deploy: no node keeps the metrics: docker node update --label-add flask-stack.monitoring=true <node>' >&2; exit 2; }
-	docker stack deploy --with-registry-auth $(SWARM_DEPLOY_ARGS) \
-	  -c deploy/swarm/stack.yaml $(if $(filter 1,$(MONITORING)),-c deploy/swarm/monitoring.yaml) \
-	  $(STACK_NAME)
+	@# Process limits set by a variable (API_PIDS_LIMIT=...) come in a file of their own:
+	@# deploy/swarm/pids-override.sh says why.
+	@pids=$$(mktemp) && trap 'rm -f "$$pids"' EXIT \
+	  && deploy/swarm/pids-override.sh api nginx db migrate \
+	    $(if $(filter 1,$(MONITORING)),prometheus alertmanager) > "$$pids" \
+	  && set -x && docker stack deploy --with-registry-auth $(SWARM_DEPLOY_ARGS) \
+	    -c deploy/swarm/stack.yaml $(if $(filter 1,$(MONITORING)),-c deploy/swarm/monitoring.yaml) \
+	    $$([ -s "$$pids" ] && echo "-c $$pids") $(STACK_NAME)
 	@docker stack services $(STACK_NAME)
 
 .PHONY: swarm-rm

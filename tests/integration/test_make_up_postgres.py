@@ -9,6 +9,7 @@ import subprocess
 from tests.support.containers import REPO, RUN_ID, free_port
 from tests.support.domain import USERS_PATH, user_body
 from tests.support.http import http_get, new_session
+from tests.support.limits import Limits, applied_limits, compose_config
 from tests.support.waiting import wait_until
 
 
@@ -63,10 +64,17 @@ def test_database_postgres_make_up_runs_the_stack_on_postgresql(docker_client):
 
         # The API found its password in the secret file: no container's environment holds it.
         password = (REPO / "secrets" / "db_password").read_text().strip()
-        for container in docker_client.containers.list(
+        containers = docker_client.containers.list(
             filters={"label": f"com.docker.compose.project={project}"}
-        ):
+        )
+        for container in containers:
             assert not any(password in entry for entry in container.attrs["Config"]["Env"])
+
+        # Each container runs with its service's limits as compose resolves them.
+        config = compose_config("compose.yaml", "compose.postgres.yaml", env=env)["services"]
+        for container in containers:
+            service = container.labels["com.docker.compose.service"]
+            assert applied_limits(container.attrs) == Limits.of(config[service]), service
     finally:
         subprocess.run(
             [

@@ -20,6 +20,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.support.http import http_get
+from tests.support.limits import Limits, applied_limits, compose_config
 from tests.support.monitoring import Monitoring, monitoring_stack, wait_for_scrape_after
 from tests.support.waiting import wait_until
 
@@ -55,14 +56,19 @@ def test_prometheus_answers_on_the_loopback_only_and_stub_status_is_not_publishe
 
 
 def test_monitoring_containers_are_hardened_and_limited(mon):
+    files = ("compose.yaml", "compose.monitoring.yaml")
+    config = compose_config(*files, env=mon.env)["services"]
     for service in MONITORING_SERVICES:
         container = mon.container(service)
         host = container.attrs["HostConfig"]
         assert host["ReadonlyRootfs"] is True, service
         assert host["CapDrop"] == ["ALL"], service
         assert "no-new-privileges:true" in host["SecurityOpt"], service
-        assert 0 < host["Memory"] <= 512 * 2**20, (service, host["Memory"])
-        assert 0 < (host["PidsLimit"] or 0) <= 64, (service, host["PidsLimit"])
+        # The limits of compose.monitoring.yaml, as compose resolves them.
+        expected = Limits.of(config[service])
+        assert applied_limits(container.attrs) == expected, service
+        assert 0 < expected.memory <= 512 * 2**20, (service, expected)
+        assert expected.cpu_shares < config["api"]["cpu_shares"], (service, expected)
         top = container.top(ps_args="-o pid,uid,args")
         uid_col = top["Titles"].index("UID")
         for row in top["Processes"]:

@@ -24,6 +24,7 @@ from testcontainers.core.network import Network
 
 from . import domain
 from .http import HttpsClient, new_session
+from .limits import Limits, compose_limits
 from .waiting import Fatal, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
@@ -65,6 +66,7 @@ class Service:
         aliases: tuple[str, ...] = (),
         volumes: tuple[tuple[str, str, str], ...] = (),
         publish: tuple[int, ...] = (),
+        limits: Limits | None = None,
     ) -> None:
         self.client = client
         self.name = name
@@ -74,6 +76,8 @@ class Service:
         self.env = dict(env or {})
         self.aliases = aliases
         self.volumes = volumes
+        # Memory, process and CPU limits, as compose gives the same service (support/limits.py).
+        self.limits = limits
         # Host ports are picked once, so they stay the same across restarts and re-creations.
         self.host_ports = {port: free_port() for port in publish}
         self._tc: DockerContainer | None = None
@@ -93,6 +97,7 @@ class Service:
             security_opt=["no-new-privileges:true"],
             init=True,  # as compose.yaml: an init as PID 1 forwards signals to the server
             labels=dict(LABELS),
+            **(self.limits.run_kwargs() if self.limits is not None else {}),
         )
         tc.with_tmpfs_mount("/tmp")
         for source, target, mode in self.volumes:
@@ -212,6 +217,7 @@ class Launcher:
                 (volume, "/var/lib/postgresql/data", "rw"),
                 self.db_secret,
             ),
+            limits=compose_limits()["db"],
         )
         self.services.append(service)
         return service.start()
@@ -248,6 +254,7 @@ class Launcher:
             aliases=aliases,
             volumes=volumes,
             publish=(8000,) if publish else (),
+            limits=compose_limits()["api"],
         )
         self.services.append(service)
         return service.start()
@@ -262,6 +269,7 @@ class Launcher:
             user=self.tls.nginx_user,
             volumes=((str(self.tls.directory), "/etc/nginx/certs", "ro"),),
             publish=(8443, 8080),
+            limits=compose_limits()["nginx"],
         )
         service.env = {
             "API_UPSTREAM": upstream,

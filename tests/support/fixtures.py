@@ -22,9 +22,10 @@ Everything is session-scoped so the images are built and the stack started once 
     chowned to 10001 (the images' user); otherwise nginx runs as the suite's own uid:gid.
 ``launcher``
     starts hardened containers exactly as production runs them (read-only root filesystem, a
-    tmpfs at /tmp, ``cap_drop ALL``, ``no-new-privileges``, a non-root user), with ports
-    published on 127.0.0.1 only (free host ports picked per run), and removes every container,
-    volume and network it made at the end of the session, whatever happened.
+    tmpfs at /tmp, ``cap_drop ALL``, ``no-new-privileges``, a non-root user, and each service's
+    memory limit, process limit and CPU weight read from the compose files: support/limits.py),
+    with ports published on 127.0.0.1 only (free host ports picked per run), and removes every
+    container, volume and network it made at the end of the session, whatever happened.
 ``db_password``
     a random database password for the run, in a file both the database and the API can read.
 ``stack``

@@ -1,6 +1,7 @@
 """The Swarm suite (issue 14, "The proof"): deploy/swarm/stack.yaml on a 3-node Docker-in-Docker
 swarm built on this machine (tests/support/swarm.py), then the scenarios, in file order:
 
+- test_a_limits.py        0. each service and task has the stack file's memory and process limits
 - test_a_spread.py        1. replicas on several nodes; every node's nginx reaches all of them
 - test_b_secrets.py       6. secrets in no inspect output, environment or image layer
 - test_c_migrations.py    5. several migration runs at once: exactly one applies the revisions
