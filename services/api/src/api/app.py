@@ -10,7 +10,7 @@ from api.core.config import Settings, load_settings
 from api.core.db import Database, build_engine
 from api.core.logging import configure_logging
 from api.routes import RESOURCES, health
-from api.web import cors, errors, json_body, openapi, query_args, request_log
+from api.web import cors, errors, json_body, metrics, openapi, query_args, request_log
 from api.web.models import ValidationErrorBody
 
 # One version for the package, the images (Makefile) and the OpenAPI document: pyproject.toml.
@@ -68,4 +68,6 @@ def create_app(settings: Settings | None = None) -> OpenAPI:
     for resource in RESOURCES:
         app.register_api(resource)
     openapi.document_idempotency(app.api_doc)
+    # Last: it learns the methods of the rules above, and its middleware wraps everything.
+    metrics.init_metrics(app, settings)
     return app

@@ -102,6 +102,10 @@ class Settings(BaseSettings):
     # exact origins such as https://app.example.com. Empty (the default): CORS is off and no
     # response carries a CORS header. nginx reads the same variable for its own error answers.
     cors_allowed_origins: Annotated[tuple[str, ...], NoDecode] = ()
+    # Prometheus metrics (api/web/metrics.py, docs/operations.md): recorded by the workers and
+    # served by gunicorn's master at :METRICS_PORT/metrics, plain HTTP, which nginx never proxies.
+    metrics_enabled: bool = True
+    metrics_port: int = Field(default=9100, ge=1, le=65535)
 
     @field_validator("log_level", mode="before")
     @classmethod

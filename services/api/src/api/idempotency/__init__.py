@@ -40,6 +40,7 @@ from api.extensions import get_db
 from api.idempotency import records
 from api.idempotency.records import ANONYMOUS, Claim
 from api.web.errors import error_response
+from api.web.metrics import count_database_error, count_idempotent_replay
 from api.web.request_log import current_request_id
 from api.web.view_models import current_view_model
 
@@ -101,6 +102,7 @@ def _new_claim(key: str, user_id: int) -> Claim:
 
 
 def _replay(claim: Claim, sealed: bytes) -> Response:
+    count_idempotent_replay()
     stored = json.loads(unseal(claim.key, sealed, claim.context))
     body = stored["body"]
     if stored["status"] >= 400:
@@ -142,6 +144,7 @@ def _release(claim: Claim) -> None:
         with get_db().write() as conn:
             records.release(conn, claim)
     except SQLAlchemyError as exc:  # the lease runs out on its own
+        count_database_error()
         logger.warning(
             "could not release an idempotency claim", extra={"fields": {"error": repr(exc)}}
         )
@@ -221,6 +224,7 @@ def _finish(response: Response) -> Response:
             return _in_flight(current_app.extensions["api.idempotency"].lease)
         db.end_request_transaction(commit=True)
     except SQLAlchemyError as exc:
+        count_database_error()
         db.end_request_transaction(commit=False)
         _release(claim)
         logger.warning(

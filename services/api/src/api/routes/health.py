@@ -6,6 +6,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from api.extensions import get_db
 from api.web.errors import error_response
+from api.web.metrics import count_database_error
 
 bp = Blueprint("health", __name__)
 
@@ -23,5 +24,6 @@ def readyz() -> Response:
         with get_db().read() as conn:
             conn.execute(text("SELECT version_num FROM alembic_version")).first()
     except SQLAlchemyError:
+        count_database_error()
         return error_response(503, "Database is not reachable or not migrated.")
     return jsonify(status="ok")

@@ -5,11 +5,12 @@ from collections.abc import Iterable
 
 from flask import Flask, Response, jsonify, request
 from pydantic import ValidationError
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from werkzeug.exceptions import HTTPException, InternalServerError
 from werkzeug.http import HTTP_STATUS_CODES
 
+from api.web.metrics import count_database_error
 from api.web.request_log import current_request_id
 
 logger = logging.getLogger(__name__)
@@ -65,6 +66,7 @@ def _handle_http_exception(exc: HTTPException) -> Response:
 def _handle_database_unavailable(exc: Exception) -> Response:
     # Locked past the busy timeout, server down, pool exhausted: transient, so tell the client to
     # retry rather than report a bug.
+    count_database_error()
     logger.warning(
         "database unavailable",
         extra={"fields": {"request_id": current_request_id(), "error": type(exc).__name__}},
@@ -77,6 +79,8 @@ def _handle_database_unavailable(exc: Exception) -> Response:
 
 
 def _handle_unexpected(exc: Exception) -> Response:
+    if isinstance(exc, SQLAlchemyError):
+        count_database_error()
     logger.exception(
         "unhandled exception",
         extra={
