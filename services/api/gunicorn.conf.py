@@ -7,9 +7,12 @@ settings, which are checked here too, instead of in every worker that fails to b
 import gc
 import os
 import sys
+from typing import Any
 
 from gunicorn import glogging
 
+from api import metrics_server
+from api.app import API_VERSION
 from api.core.config import SettingsError, load_gunicorn_settings, load_settings
 from api.core.logging import JsonFormatter
 from api.web.protocol_errors import install as install_json_protocol_errors
@@ -36,6 +39,16 @@ if settings.idempotency_lease_seconds > server.timeout:
         f"Invalid configuration: IDEMPOTENCY_LEASE_SECONDS={settings.idempotency_lease_seconds} "
         f"is longer than GUNICORN_TIMEOUT={server.timeout}: a killed worker's claim would "
         "outlive it."
+    )
+
+if (
+    settings.metrics_enabled
+    and not server.bind.startswith("unix:")
+    and server.bind.rsplit(":", 1)[-1] == str(settings.metrics_port)
+):
+    sys.exit(
+        f"Invalid configuration: METRICS_PORT={settings.metrics_port} is the port of "
+        f"GUNICORN_BIND={server.bind}: give the metrics another port."
     )
 
 bind = server.bind
@@ -94,13 +107,60 @@ class JsonLogger(glogging.Logger):
 logger_class = JsonLogger
 
 
+# --- metrics (api/metrics_server.py): the workers record, the master serves -----------------------
+
+_metrics: metrics_server.MetricsServer | None = None
+_metrics_directory: tuple[str, bool] | None = None
+
+
+def on_starting(server: Any) -> None:
+    """Once, in the master, before any worker: an empty directory for the workers' metric files.
+
+    Here rather than at the top of this file, which gunicorn reads again on a reload (SIGHUP)
+    while the workers still write their files.
+    """
+    global _metrics_directory
+    if settings.metrics_enabled:
+        _metrics_directory = metrics_server.prepare_directory()
+
+
+def when_ready(server: Any) -> None:
+    """The master is listening: serve the metrics on METRICS_PORT and start the readiness probe."""
+    global _metrics
+    if not settings.metrics_enabled:
+        return
+    try:
+        _metrics = metrics_server.start(
+            settings.metrics_port, server.LISTENERS, API_VERSION, server.log
+        )
+    except OSError as exc:
+        sys.exit(f"METRICS_PORT={settings.metrics_port}: cannot serve the metrics ({exc}).")
+    server.log.info("Metrics at http://0.0.0.0:%d/metrics", settings.metrics_port)
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    """A worker is gone: its requests are no longer in flight, its connections no longer used."""
+    if settings.metrics_enabled:
+        metrics_server.worker_exited(worker.pid)
+
+
+def on_exit(server: Any) -> None:
+    if _metrics is not None:
+        _metrics.stop()
+    if _metrics_directory is not None and _metrics_directory[1]:
+        metrics_server.remove_directory(_metrics_directory[0])
+
+
 def post_fork(server: object, worker: object) -> None:
-    """With ``reload`` (``make dev``): forget the app's modules that the master imported.
+    """In each new worker: close the metrics server's socket it inherited from the master; and,
+    with ``reload`` (``make dev``), forget the app's modules that the master imported.
 
     Checking the settings above imports the ``api`` package, and a forked worker inherits those
     modules as the master loaded them, at start. Dropped here, the worker imports the source as
     it is now, so an edit to any file of the app shows once the reloader restarts the workers.
     """
+    if _metrics is not None:
+        _metrics.close_in_worker()
     if reload:
         for name in [name for name in sys.modules if name == "api" or name.startswith("api.")]:
             del sys.modules[name]

@@ -22,6 +22,7 @@ BIN = Path(sys.executable).parent
 class Server:
     port: int
     log_path: Path
+    metrics_port: int
 
     def request(self, method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
@@ -68,11 +69,13 @@ def wait_until_healthy(server: Server, process: subprocess.Popen, deadline_s: fl
 @contextlib.contextmanager
 def running_gunicorn(tmp: Path, **env_overrides: str) -> Iterator[Server]:
     """Migrate a fresh SQLite file in ``tmp``, start gunicorn on it, and stop it afterwards."""
-    port = free_port()
+    port, metrics_port = free_port(), free_port()
     env = {
         **os.environ,
         "DATABASE_URL": f"sqlite:///{tmp / 'api.sqlite3'}",
         "GUNICORN_BIND": f"127.0.0.1:{port}",
+        # Not the default 9100, which another server on this machine may hold.
+        "METRICS_PORT": str(metrics_port),
         **env_overrides,
     }
     subprocess.run(
@@ -87,7 +90,7 @@ def running_gunicorn(tmp: Path, **env_overrides: str) -> Iterator[Server]:
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-    server = Server(port, log_path)
+    server = Server(port, log_path, metrics_port)
     try:
         wait_until_healthy(server, process, deadline_s=30)
         yield server
