@@ -13,6 +13,8 @@ BIN := $(VENV)/bin
 # The project version lives in one place, the API package.
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' services/api/pyproject.toml)
 GIT_REV := $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
+# The API image's build argument (its api_build_info metric): compose.yaml reads it.
+export GIT_REVISION ?= $(GIT_REV)
 
 # sqlite (the default) or postgres: `DATABASE=postgres make up`, or a DATABASE= line in .env.
 # PostgreSQL adds compose.postgres.yaml (the db service) to every compose command.

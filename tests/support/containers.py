@@ -11,6 +11,7 @@ import contextlib
 import os
 import secrets
 import socket
+import subprocess
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +39,14 @@ LABELS = {"flask-stack.itest-run": RUN_ID}
 # Paths that must answer 200 through nginx before the stack counts as ready.
 READY_PATHS = ("/healthz", "/readyz")
 DEFAULT_TEST_TIMEOUT = 240  # seconds per test function (fixture set-up has its own deadlines)
+
+
+def git_revision() -> str:
+    """The checkout's revision as the Makefile passes it to the API image (GIT_REV)."""
+    done = subprocess.run(
+        ["git", "rev-parse", "--short=12", "HEAD"], cwd=REPO, capture_output=True, text=True
+    )
+    return done.stdout.strip() if done.returncode == 0 else "unknown"
 
 
 def free_port() -> int:

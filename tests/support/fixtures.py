@@ -78,6 +78,7 @@ from .containers import (
     Launcher,
     Stack,
     Tls,
+    git_revision,
     tail,
     write_db_secret,
 )
@@ -102,11 +103,13 @@ def docker_client() -> Iterator[docker.DockerClient]:
     client.close()
 
 
-def _build(path: Path, tag: str) -> None:
+def _build(path: Path, tag: str, buildargs: dict[str, str] | None = None) -> None:
     if not (path / "Dockerfile").is_file():
         pytest.fail(f"{path / 'Dockerfile'} does not exist: cannot build {tag}", pytrace=False)
     try:
-        DockerImage(path=str(path), tag=tag, clean_up=False, forcerm=True).build()
+        DockerImage(
+            path=str(path), tag=tag, clean_up=False, forcerm=True, buildargs=buildargs or {}
+        ).build()
     except docker.errors.BuildError as exc:
         log = "".join(
             str(chunk.get("stream") or chunk.get("error") or "") for chunk in exc.build_log
@@ -117,7 +120,8 @@ def _build(path: Path, tag: str) -> None:
 @pytest.fixture(scope="session")
 def images(docker_client: docker.DockerClient) -> dict[str, str]:
     """Build the three images once (layer cache reused); they are kept for the next run."""
-    _build(REPO / "services" / "api", API_IMAGE)
+    # The revision the API reports in api_build_info, as `make images` passes it.
+    _build(REPO / "services" / "api", API_IMAGE, {"GIT_REVISION": git_revision()})
     _build(REPO / "nginx", NGINX_IMAGE)
     _build(REPO / "postgres", POSTGRES_IMAGE)
     return {"api": API_IMAGE, "nginx": NGINX_IMAGE, "postgres": POSTGRES_IMAGE}
