@@ -13,6 +13,12 @@ machine's CPU time per request moves by +-30% between runs (other tenants, frequ
 
     .venv/bin/python bench/inprocess.py                       # get, post, page: ms of CPU
     .venv/bin/python bench/inprocess.py --instructions get    # instructions per GET
+    .venv/bin/python bench/inprocess.py --instructions --metrics both get   # with and without
+
+``--metrics`` (``on``, the default as in the image; ``off``; ``both``, one after the other and
+the difference) sets METRICS_ENABLED. With metrics on, the values go to prometheus_client's
+multiprocess files in a temporary directory, as in a gunicorn worker (each value written to its
+memory-mapped file), not to the in-process registry a bare app uses.
 
 Kinds: ``get`` (GET of one resource), ``post`` (a sign-up, unique emails), ``page`` (GET of the
 resource list, limit=20, of 25 public resources): the sample domain's paths and bodies, from
@@ -65,12 +71,17 @@ FORWARDED = {
 }
 
 
-def make_app(database_url: str | None) -> Any:
+def make_app(database_url: str | None, metrics: bool = True) -> Any:
     """A fresh app on ``database_url`` (default: a fresh SQLite file), migrated like the image
-    does, its log going to /dev/null."""
+    does, its log going to /dev/null; with ``metrics``, recording them as a gunicorn worker does
+    (multiprocess files in a temporary directory), else with METRICS_ENABLED=false."""
     os.environ["DATABASE_URL"] = (
         database_url or f"sqlite:///{tempfile.mkdtemp(prefix='inprocess-')}/api.db"
     )
+    os.environ["METRICS_ENABLED"] = "true" if metrics else "false"
+    if metrics and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+        # Before anything imports prometheus_client, which reads it once.
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="inprocess-metrics-")
     from api import create_app
     from api.core.config import load_settings
     from api.migrate import upgrade
@@ -117,14 +128,16 @@ def wsgi_caller(app: Any) -> Callable[..., tuple[str, bytes]]:
     return call
 
 
-def make_client(database_url: str | None) -> Callable[..., tuple[str, bytes]]:
+def make_client(database_url: str | None, metrics: bool = True) -> Callable[..., tuple[str, bytes]]:
     """A WSGI caller for a fresh app on ``database_url`` (default: a fresh SQLite file),
     migrated like the image does."""
-    return wsgi_caller(make_app(database_url))
+    return wsgi_caller(make_app(database_url, metrics))
 
 
-def workload(kind: str, database_url: str | None = None) -> Callable[[], None]:
-    call = make_client(database_url)
+def workload(
+    kind: str, database_url: str | None = None, metrics: bool = True
+) -> Callable[[], None]:
+    call = make_client(database_url, metrics)
     # Unique per run: a database given with --database-url may hold earlier runs' users.
     token = uuid.uuid4().hex[:8]
     owner = domain.user_body("Owner", f"owner-{token}@example.com")
@@ -151,8 +164,8 @@ def workload(kind: str, database_url: str | None = None) -> Callable[[], None]:
     return one
 
 
-def cpu_ms(kind: str, n: int, database_url: str | None) -> float:
-    one = workload(kind, database_url)
+def cpu_ms(kind: str, n: int, database_url: str | None, metrics: bool) -> float:
+    one = workload(kind, database_url, metrics)
     for _ in range(200):  # warm caches (statement cache, schema, imports)
         one()
     best = float("inf")
@@ -164,13 +177,14 @@ def cpu_ms(kind: str, n: int, database_url: str | None) -> float:
     return best * 1000
 
 
-def instructions(kind: str, n: int, database_url: str | None) -> int:
+def instructions(kind: str, n: int, database_url: str | None, metrics: bool) -> int:
     if not shutil.which("valgrind"):
         raise SystemExit("--instructions needs valgrind (apt-get install valgrind)")
 
     def total(requests: int) -> int:
         cmd = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null"]
         cmd += [sys.executable, __file__, "--run", kind, "--n", str(requests)]
+        cmd += ["--metrics", "on" if metrics else "off"]
         if database_url:
             cmd += ["--database-url", database_url]
         env = {**os.environ, "PYTHONHASHSEED": "0"}
@@ -188,21 +202,43 @@ def main() -> None:
     parser.add_argument(
         "--database-url", help="DATABASE_URL to run on (default: a throwaway SQLite file)"
     )
+    parser.add_argument(
+        "--metrics",
+        choices=("on", "off", "both"),
+        default="on",
+        help="METRICS_ENABLED (default on, as in the image); both: each, and the difference",
+    )
     parser.add_argument("--run", choices=KINDS, help=argparse.SUPPRESS)  # one valgrind pass
     args = parser.parse_args()
     if unknown := set(args.kinds) - set(KINDS):
         parser.error(f"unknown kind(s): {', '.join(sorted(unknown))}")
     url = args.database_url
     if args.run:
-        one = workload(args.run, url)
+        one = workload(args.run, url, args.metrics == "on")
         for _ in range(args.n):
             one()
         return
+    if args.metrics == "both" and not args.instructions:
+        # One process imports prometheus_client once, in the mode of the first app: each
+        # setting gets a process of its own.
+        for setting in ("on", "off"):
+            argv = [arg for arg in sys.argv[1:] if arg not in ("--metrics", "both")]
+            subprocess.run([sys.executable, __file__, *argv, "--metrics", setting], check=True)
+        return
+    settings = (True, False) if args.metrics == "both" else (args.metrics == "on",)
     for kind in args.kinds or KINDS:
-        if args.instructions:
-            print(f"{kind}: {instructions(kind, args.n or 100, url):,} instructions per request")
-        else:
-            print(f"{kind}: {cpu_ms(kind, args.n or 2000, url):.3f} ms of CPU per request")
+        figures = {}
+        for metrics in settings:
+            label = f"{kind} (metrics {'on' if metrics else 'off'})"
+            if args.instructions:
+                figures[metrics] = instructions(kind, args.n or 100, url, metrics)
+                print(f"{label}: {figures[metrics]:,} instructions per request", flush=True)
+            else:
+                ms = cpu_ms(kind, args.n or 2000, url, metrics)
+                print(f"{label}: {ms:.3f} ms of CPU per request", flush=True)
+        if len(figures) == 2:
+            on, off = figures[True], figures[False]
+            print(f"{kind}: metrics cost {on - off:,} instructions, {(on - off) / off:.1%}")
 
 
 if __name__ == "__main__":
