@@ -134,6 +134,7 @@ def when_ready(server: Any) -> None:
             settings.metrics_port, server.LISTENERS, API_VERSION, server.log
         )
     except OSError as exc:
+        on_exit(server)
         sys.exit(f"METRICS_PORT={settings.metrics_port}: cannot serve the metrics ({exc}).")
     server.log.info("Metrics at http://0.0.0.0:%d/metrics", settings.metrics_port)
 
