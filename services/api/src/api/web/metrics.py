@@ -2,7 +2,7 @@
 
 One WSGI middleware, outermost, records every request once: the answer's count by method, route
 template and status, and its duration by method and route.
-The route is the url rule's template (``/api/items/<int:item_id>``), never the path; a request
+The route is the url rule's template (``/api/users/<int:user_id>``), never the path; a request
 that matched no rule (an unknown path, or a known path with a method it does not allow) is
 ``<unmatched>``, and a method no rule of the app knows is ``<other>``, so whatever a client
 sends, the series are bounded by the app's rules. The label children are looked up once per
