@@ -40,7 +40,7 @@ def test_stub_status_answers_on_the_internal_listener_only(stack, docker_client,
     refused = internal_get(stack, "/stub_status", "POST")
     assert refused.startswith("HTTP/1.1 404"), refused
     assert '"status": 404' in refused, refused
-    other = internal_get(stack, "/api/items")
+    other = internal_get(stack, "/api/users")
     assert other.startswith("HTTP/1.1 404"), other
     assert '"status": 404' in other, other
     # `docker run -P` publishes what the image exposes: never the internal port.
