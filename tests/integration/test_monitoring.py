@@ -7,9 +7,7 @@ Shortened for the run, as settings: scrapes and rule evaluations every second an
 group waits. The `for:` durations are the shipped ones (the rules' unit tests check the same
 values offline, `make test-rules`).
 
-The API's own metrics are not served yet (the API part of issue 16): its target is down here, so
-APIDown fires during the run too; these tests never count on the API's metrics
-(tests/integration/pending_api_metrics.py does).
+These tests never count on the API's own metrics: tests/integration/test_api_metrics.py does.
 """
 
 from __future__ import annotations
