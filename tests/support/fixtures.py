@@ -103,12 +103,20 @@ def docker_client() -> Iterator[docker.DockerClient]:
     client.close()
 
 
-def _build(path: Path, tag: str, buildargs: dict[str, str] | None = None) -> None:
-    if not (path / "Dockerfile").is_file():
-        pytest.fail(f"{path / 'Dockerfile'} does not exist: cannot build {tag}", pytrace=False)
+def _build(
+    path: Path, tag: str, buildargs: dict[str, str] | None = None, dockerfile: str = "Dockerfile"
+) -> None:
+    """Build the image ``tag`` from the context ``path`` (its ``dockerfile``, relative to it)."""
+    if not (path / dockerfile).is_file():
+        pytest.fail(f"{path / dockerfile} does not exist: cannot build {tag}", pytrace=False)
     try:
         DockerImage(
-            path=str(path), tag=tag, clean_up=False, forcerm=True, buildargs=buildargs or {}
+            path=str(path),
+            tag=tag,
+            dockerfile_path=dockerfile,
+            clean_up=False,
+            forcerm=True,
+            buildargs=buildargs or {},
         ).build()
     except docker.errors.BuildError as exc:
         log = "".join(

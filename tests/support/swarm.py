@@ -41,11 +41,14 @@ from .http import HttpsClient
 from .waiting import Fatal, wait_until
 
 STACK_FILE = REPO / "deploy" / "swarm" / "stack.yaml"
+MONITORING_FILE = REPO / "deploy" / "swarm" / "monitoring.yaml"
 STACK = "flask-stack"  # the stack's name: services are flask-stack_api, flask-stack_db, ...
-STACK_SERVICES = ("api", "db", "migrate", "nginx")  # the services of stack.yaml
+# The services of stack.yaml, and of monitoring.yaml deployed with it (MONITORING=1).
+STACK_SERVICES = ("api", "db", "migrate", "nginx", "prometheus", "alertmanager")
 NODE_IMAGE = "flask-stack-swarm-node:test"
 NODE_DIR = REPO / "tests" / "swarm" / "node"
 DB_LABEL = "flask-stack.db"
+MONITORING_LABEL = "flask-stack.monitoring"
 # Where the stack file and the secret files go inside node 1.
 NODE_STACK_DIR = "/stack"
 
@@ -156,6 +159,8 @@ class Swarm:
     network: str = f"swarm-{RUN_ID}"
     # Variables of the last deploy (what a user would export), for re-deploys.
     env: dict[str, str] = field(default_factory=dict)
+    # The stack files every deploy passes (`-c` each): stack.yaml, then monitoring.yaml once added.
+    stack_files: list[Path] = field(default_factory=lambda: [STACK_FILE])
     killed: set[str] = field(default_factory=set)
 
     # --- the nodes ----------------------------------------------------------------------------
@@ -273,18 +278,41 @@ class Swarm:
     # --- the stack ----------------------------------------------------------------------------
 
     def deploy(self, **env: str) -> None:
-        """`docker stack deploy` from node 1 with the stack file as it is; `env` adds to and
+        """`docker stack deploy` from node 1 with the stack files as they are; `env` adds to and
         overrides the variables of the previous deploy."""
         self.env.update(env)
-        stack_file = self.copy_into(self.manager, STACK_FILE, "stack.yaml")
+        files = [
+            arg
+            for path in self.stack_files
+            for arg in ("-c", self.copy_into(self.manager, path, path.name))
+        ]
         env_args = [arg for key, value in self.env.items() for arg in ("-e", f"{key}={value}")]
         run(
             [
                 "docker", "exec", *env_args, self.manager.name,
-                "docker", "stack", "deploy", "--resolve-image", "never", "-c", stack_file, STACK,
+                "docker", "stack", "deploy", "--resolve-image", "never", *files, STACK,
             ],
             timeout=120,
         )  # fmt: skip
+
+    def deploy_monitoring(self, node: Node, **env: str) -> None:
+        """What `MONITORING=1 make swarm-deploy` adds: monitoring.yaml deployed with the stack,
+        its services on ``node`` (labelled for them; its images must be loaded there)."""
+        self.manager.docker(
+            "node", "update", "--label-add", f"{MONITORING_LABEL}=true", node.hostname
+        )
+        if MONITORING_FILE not in self.stack_files:
+            self.stack_files.append(MONITORING_FILE)
+        self.deploy(**env)
+
+    def task_addresses(self, service: str, network: str = f"{STACK}_backend") -> dict[str, str]:
+        """The address on ``network`` of every running task of ``service`` -> its node."""
+        addresses = {}
+        for task in self.running(service):
+            detail = self.node(task.node).docker("inspect", task.container).stdout
+            networks = json.loads(detail)[0]["NetworkSettings"]["Networks"]
+            addresses[networks[network]["IPAddress"]] = task.node
+        return addresses
 
     def service(self, name: str) -> str:
         """The swarm's name of a service: the stack's own by their short name (api -> the

@@ -8,6 +8,8 @@ swarm built on this machine (tests/support/swarm.py), then the scenarios, in fil
 - test_d_rolling_update.py 2. rolling update under open-loop load: 0 failed requests
 - test_e_rollback.py      3. an update that never gets healthy is rolled back: 0 failed requests
 - test_f_node_failure.py  4. a worker node killed under load: a short failure window, no write lost
+- test_g_monitoring.py    7. (issue 16) monitoring.yaml deployed with the stack: Prometheus scrapes
+                             every API replica, found through tasks.api
 
 The images come from the shared fixtures (tests/support/fixtures.py: flask-stack-api:test, ...),
 the TLS certificate from its per-run CA, the database password from its per-run secret; the node
