@@ -254,8 +254,13 @@ def traffic(base_url: str, ca: str, seconds: float) -> None:
     """A stepped open-loop load through nginx (see the module docstring)."""
     import requests  # the virtualenv's; only this part needs it
 
-    session = requests.Session()
-    session.verify = ca
+    def new_session() -> requests.Session:
+        session = requests.Session()
+        session.verify = ca
+        session.trust_env = False  # or REQUESTS_CA_BUNDLE would replace `verify`
+        return session
+
+    session = new_session()
     owner = session.post(
         base_url + domain.USERS_PATH,
         json=domain.user_body("Graph", f"graph-{uuid.uuid4().hex}@example.com"),
@@ -272,8 +277,7 @@ def traffic(base_url: str, ca: str, seconds: float) -> None:
 
     def one(n: int) -> None:
         if not hasattr(local, "session"):  # one keep-alive session per thread
-            local.session = requests.Session()
-            local.session.verify = ca
+            local.session = new_session()
         s = local.session
         kind = n % 10
         if kind < 6:
