@@ -24,7 +24,7 @@ from typing import Any
 from common import BENCH_DIR, BenchError, log
 from cpu import CpuMeter
 from measurements import measure, wrk_load
-from stack import compose, count_in_logs, stack_containers, tls_context
+from stack import count_in_logs, recreate_api, stack_containers, tls_context
 
 FLOOR_DIR = BENCH_DIR / "floor"
 FLOOR_COMPOSE = BENCH_DIR / "compose.floor.yaml"
@@ -91,27 +91,6 @@ def wait_until_routed(urls: list[str], deadline_s: float = ROUTE_DEADLINE_S) -> 
     return round(time.monotonic() - started, 2)
 
 
-def start_floor(env: dict[str, str]) -> float:
-    """Recreate only the api service with the floor override; return `up`-to-healthy seconds."""
-    started = time.monotonic()
-    # --no-deps: touch nothing but api (nginx keeps running and must find the new container).
-    up = compose(
-        env,
-        "up",
-        "-d",
-        "--wait",
-        "--no-deps",
-        "api",
-        capture=True,
-        check=False,
-        extra_files=[FLOOR_COMPOSE],
-    )
-    if up.returncode != 0:
-        logs = compose(env, "logs", "--no-color", "--tail", "30", "api", capture=True, check=False)
-        raise BenchError(f"the floor app did not become healthy:\n{up.stderr}\n{logs.stdout}")
-    return round(time.monotonic() - started, 2)
-
-
 def run_floor(
     args: argparse.Namespace,
     env: dict[str, str],
@@ -128,7 +107,7 @@ def run_floor(
     item_path = f"/api/items/{FLOOR_ITEM}"
     check_mount_readable()
     log("floor: recreating the api service with bench/floor/floor_app.py")
-    info: dict[str, Any] = {"up_to_healthy_s": start_floor(env)}
+    info: dict[str, Any] = {"up_to_healthy_s": recreate_api(env, "the floor app", [FLOOR_COMPOSE])}
     log("floor: waiting until gunicorn and nginx route to the floor app")
     info["routed_after_s"] = wait_until_routed([direct + item_path, https + item_path])
     containers = stack_containers(env)

@@ -19,7 +19,9 @@ What it does, in order (everything is torn down at the end, also on failure or C
    and bodies of the sample domain (tests/support/domain.py, imported through ``common.py``).
 4. Runs the measurements of issue 6 (each after a short warm-up), reading the containers' cgroup
    CPU counters (and the host processes that carry the traffic) before and after each one.
-5. The floor baseline (F2-F4, ``floor.py``): recreates only the api service with
+5. M2 (``metrics_cost.py``): recreates only the api service with ``METRICS_ENABLED=false`` and
+   runs 2 again, for the API's CPU per GET with its metrics on and off in one run (issue 16).
+   The floor baseline (F2-F4, ``floor.py``): recreates only the api service with
    ``bench/compose.floor.yaml`` (a minimal Flask app on the same image, gunicorn.conf.py and
    nginx), waits until nginx routes to it, and runs 2, 3 and 4 again against it.
 6. Measures image sizes, time from ``up`` to healthy, and a code-only rebuild of the API image
@@ -28,18 +30,19 @@ What it does, in order (everything is torn down at the end, also on failure or C
    prints a markdown table with the ratios and the issue's targets, as facts (pass/fail is
    reported, never asserted).
 
-``--db both`` runs 2-7 twice, SQLite then PostgreSQL, each on a fresh stack (the floor and the
-rebuild timing only in the first pass: neither involves the database), writes one results file
-per database under the same timestamp plus ``<timestamp>-comparison.json``, and prints both
-tables and the comparison of ``compare.py`` (the API's and the db's CPU per request, throughput
-and errors of 2, 4 and 5).
+``--db both`` runs 2-7 twice, SQLite then PostgreSQL, each on a fresh stack (M2, the floor and
+the rebuild timing only in the first pass: none of them is about the database), writes one
+results file per database under the same timestamp plus ``<timestamp>-comparison.json``, and
+prints both tables and the comparison of ``compare.py`` (the API's and the db's CPU per request,
+throughput and errors of 2, 4 and 5).
 
 Only 127.0.0.1 receives traffic. Every run is bounded (``--duration`` seconds per measurement).
 
 This file parses the arguments and runs the steps; the parts live next to it: ``stack.py``
 (compose, seeding), ``cpu.py`` (CPU accounting), ``loadgen.py`` (wrk, h2load, openloop.py),
-``measurements.py`` (the measurements), ``floor.py`` (the floor baseline), ``images.py`` (sizes,
-rebuild), ``report.py`` (table), ``compare.py`` (SQLite vs PostgreSQL).
+``measurements.py`` (the measurements), ``metrics_cost.py`` (M2), ``floor.py`` (the floor
+baseline), ``images.py`` (sizes, rebuild), ``report.py`` (table), ``compare.py`` (SQLite vs
+PostgreSQL).
 Run as a script, this directory is on ``sys.path``, so they are imported by their plain names.
 """
 
@@ -68,6 +71,7 @@ from floor import FLOOR_KEYS, run_floor
 from images import image_summary, measure_rebuild
 from loadgen import ensure_tool
 from measurements import run_measurements
+from metrics_cost import METRICS_KEYS, metrics_already_off, run_metrics_off
 from report import markdown, ratios, targets
 from stack import compose_env, count_in_logs, down, health_timeline, seed, stack_containers, start
 
@@ -90,11 +94,12 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument(
         "--only",
-        default=",".join([*API_KEYS, "F"]),
+        default=",".join([*API_KEYS, *METRICS_KEYS, "F"]),
         help="measurements to run, comma-separated: "
         + ",".join(API_KEYS)
-        + " (the API), F2,F3,F4 (the floor app; F = all three). The floor runs after the API's"
-        " measurements, as it replaces the API's container. Default: all",
+        + " (the API), M2 (2 with the API's metrics off), F2,F3,F4 (the floor app; F = all"
+        " three). M2 and then the floor run after the API's measurements, as each replaces the"
+        " API's container. Default: all",
     )
     parser.add_argument(
         "--set",
@@ -153,10 +158,10 @@ def parse_only(value: str) -> set[str]:
     for key in (k.strip() for k in value.split(",")):
         if key == "F":
             wanted.update(FLOOR_KEYS)
-        elif key in API_KEYS or key in FLOOR_KEYS:
+        elif key in API_KEYS or key in METRICS_KEYS or key in FLOOR_KEYS:
             wanted.add(key)
         elif key:
-            known = ", ".join([*API_KEYS, *FLOOR_KEYS, "F"])
+            known = ", ".join([*API_KEYS, *METRICS_KEYS, *FLOOR_KEYS, "F"])
             raise BenchError(f"--only: unknown measurement {key!r} (known: {known})")
     return wanted
 
@@ -258,6 +263,14 @@ def run_pass(
                 count_in_logs(env, "db", started_at, level) for level in ("ERROR:", "FATAL:")
             )
         results["images"] = image_summary(database)
+        if "M2" in wanted:
+            if metrics_already_off(env):
+                log("M2 skipped: this run has the API's metrics off already")
+            else:
+                off, results["metrics_off"] = run_metrics_off(
+                    args, env, ports, results["seed"]["resource_id"], run_id
+                )
+                results["measurements"] += off
         # Last of the measurements: it replaces the API's container (and its logs, read above).
         if wanted & set(FLOOR_KEYS):
             floor, results["floor"] = run_floor(args, env, ports, run_id, wanted)
@@ -304,9 +317,9 @@ def run(args: argparse.Namespace) -> None:
             args,
             database,
             stamp,
-            # The floor app has its own SQLite file whatever the API runs on, and the rebuild
-            # times a build: once per run is enough for either.
-            wanted if first else wanted - set(FLOOR_KEYS),
+            # The floor app has its own SQLite file whatever the API runs on, the metrics' cost
+            # is not the database's, and the rebuild times a build: once per run is enough.
+            wanted if first else wanted - {*FLOOR_KEYS, *METRICS_KEYS},
             have_h2load,
             rebuild=first and not args.skip_rebuild,
             # Two stacks on the same ports cannot both stay up: --keep keeps the last.

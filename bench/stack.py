@@ -131,6 +131,33 @@ def start(env: dict[str, str]) -> dict[str, float]:
     return timings
 
 
+def recreate_api(env: dict[str, str], what: str, extra_files: Sequence[Path] = ()) -> float:
+    """Recreate only the api service (another command or setting); return `up`-to-healthy seconds.
+
+    ``env`` and ``extra_files`` carry the change (a variable compose passes to the api, an
+    override file); ``what`` names the new app in the error. Teardown is unchanged: nothing here
+    adds a service, network or volume, and `down -v` finds the new container by the project's
+    label. The database (SQLite's volume, or the db service) is kept, seeded rows included.
+    """
+    started = time.monotonic()
+    # --no-deps: touch nothing but api (nginx keeps running and must find the new container).
+    up = compose(
+        env,
+        "up",
+        "-d",
+        "--wait",
+        "--no-deps",
+        "api",
+        capture=True,
+        check=False,
+        extra_files=extra_files,
+    )
+    if up.returncode != 0:
+        logs = compose(env, "logs", "--no-color", "--tail", "30", "api", capture=True, check=False)
+        raise BenchError(f"{what} did not become healthy:\n{up.stderr}\n{logs.stdout}")
+    return round(time.monotonic() - started, 2)
+
+
 def container_id(env: dict[str, str], service: str) -> str:
     out = compose(env, "ps", "-q", service, capture=True).stdout.strip()
     if not out:
