@@ -2,7 +2,7 @@
 
 from importlib.metadata import version
 
-from flask_openapi3 import Info, OpenAPI
+from flask_openapi3 import Info
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from api import auth, idempotency
@@ -11,13 +11,14 @@ from api.core.db import Database, build_engine
 from api.core.logging import configure_logging
 from api.routes import RESOURCES, health
 from api.web import cors, errors, json_body, metrics, openapi, query_args, request_log
+from api.web.application import ApiApp
 from api.web.models import ValidationErrorBody
 
 # One version for the package, the images (Makefile) and the OpenAPI document: pyproject.toml.
 API_VERSION = version("api")
 
 
-def create_app(settings: Settings | None = None) -> OpenAPI:
+def create_app(settings: Settings | None = None) -> ApiApp:
     """Build a configured app; settings come from the environment unless given.
 
     Raises ``SettingsError`` (with an operator-friendly message) on a bad environment.
@@ -25,7 +26,7 @@ def create_app(settings: Settings | None = None) -> OpenAPI:
     settings = settings or load_settings()
     configure_logging(settings.log_level, settings.log_flush_interval)
 
-    app = OpenAPI(
+    app = ApiApp(
         __name__,
         info=Info(title="Users and Items API", version=API_VERSION),
         security_schemes=auth.BEARER_SCHEME,
