@@ -1,6 +1,7 @@
 """Where a running gunicorn worker spends its time, per kind of request (issue 15).
 
-    .venv/bin/python bench/profile.py [get] [page] [post] [--floor] [--duration 20] [--rate 250]
+    .venv/bin/python bench/worker_profile.py [get] [page] [post] [--floor] [--raw DIR]
+        [--duration 20] [--rate 250]
 
 Brings up the bench stack (as ``make bench`` does: its own compose project and ports, rate limits
 off), seeds it, and for each load: wrk through nginx (TLS, 64 connections, like measurements 3, 5
@@ -118,7 +119,7 @@ def worker_pids(api_container: str) -> list[int]:
 
 
 def profile(
-    args: argparse.Namespace, url: str, mode: str, workers: list[int]
+    args: argparse.Namespace, name: str, url: str, mode: str, workers: list[int]
 ) -> tuple[collections.Counter[str], float]:
     """Load ``url`` with wrk and sample ``workers`` meanwhile: the samples by part, and the
     milliseconds of Python time one sample stands for per request."""
@@ -130,7 +131,9 @@ def profile(
     with tempfile.TemporaryDirectory() as tmp, ThreadPoolExecutor(max_workers=1) as pool:
         wrk = pool.submit(load)
         time.sleep(3)
-        outputs = [Path(tmp) / f"{pid}.txt" for pid in workers]
+        raw_dir = args.raw or Path(tmp)
+        raw_dir.mkdir(parents=True, exist_ok=True)
+        outputs = [raw_dir / f"{name}-{pid}.txt" for pid in workers]
         spies = [
             subprocess.Popen(
                 [*command, "--pid", str(pid), "-o", str(out)],
@@ -185,7 +188,7 @@ def profile_floor(args: argparse.Namespace, env: dict[str, str]) -> None:
         if name in args.loads:
             title, mode = LOADS[name]
             log(f"floor {name}: {title}, sampling for {args.duration:.0f} s")
-            counts, ms_per_sample = profile(args, url, mode, workers)
+            counts, ms_per_sample = profile(args, f"floor-{name}", url, mode, workers)
             print(report(f"floor: {title}", counts, ms_per_sample), flush=True)
 
 
@@ -196,6 +199,9 @@ def main() -> int:
         "--floor", action="store_true", help="then the floor app's GET and sign-up (get, post)"
     )
     parser.add_argument("--duration", type=float, default=20.0, help="seconds sampled per load")
+    parser.add_argument(
+        "--raw", type=Path, help="keep py-spy's samples here (one file per load and worker)"
+    )
     parser.add_argument("--rate", type=int, default=250, help="samples per second per worker")
     args = parser.parse_args()
     args.loads = args.loads or list(LOADS)
@@ -223,7 +229,7 @@ def main() -> int:
             for name in args.loads:
                 title, mode = LOADS[name]
                 log(f"{name}: {title}, sampling for {args.duration:.0f} s")
-                print(report(title, *profile(args, urls[name], mode, workers)), flush=True)
+                print(report(title, *profile(args, name, urls[name], mode, workers)), flush=True)
             if args.floor:
                 profile_floor(args, env)
         finally:
