@@ -106,7 +106,7 @@ def partition(raw: str) -> collections.Counter[str]:
 
 
 def worker_pids(api_container: str) -> list[int]:
-    """Host pids of the gunicorn workers: the gunicorn processes whose parent is gunicorn."""
+    """Host pids of the gunicorn workers: the children of gunicorn's master."""
     out = subprocess.run(
         ["docker", "top", api_container, "-eo", "pid,ppid,args"],
         capture_output=True,
@@ -114,8 +114,14 @@ def worker_pids(api_container: str) -> list[int]:
         check=True,
     ).stdout.splitlines()[1:]
     procs = [(int(p), int(pp), args) for p, pp, args in (line.split(None, 2) for line in out)]
-    gunicorn = {p for p, _, args in procs if "gunicorn" in args}
-    return sorted(p for p, pp, _ in procs if p in gunicorn and pp in gunicorn)
+    gunicorn = {p: pp for p, pp, args in procs if "gunicorn" in args}
+    # A worker has no children and gunicorn's master for a parent. (The master's own parent may
+    # name gunicorn in its arguments too: an init or an entrypoint that started it.)
+    parents = set(gunicorn.values())
+    workers = sorted(p for p, pp in gunicorn.items() if p not in parents and pp in gunicorn)
+    if not workers:
+        raise BenchError(f"no gunicorn workers in the api container: {out}")
+    return workers
 
 
 def profile(
