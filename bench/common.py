@@ -1,10 +1,14 @@
 """What every part of the bench harness shares: where things are, the sample domain, logging, the
-expected error."""
+expected error, and a teardown that also runs on SIGTERM."""
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 BENCH_DIR = Path(__file__).resolve().parent
 ROOT = BENCH_DIR.parent
@@ -33,3 +37,18 @@ def log(message: str) -> None:
 
 class BenchError(Exception):
     """A clear, expected failure (missing tool, stack did not start, ...)."""
+
+
+@contextlib.contextmanager
+def terminate_cleanly() -> Iterator[None]:
+    """Turn SIGTERM/SIGHUP into SystemExit so `finally` blocks (the teardown) run."""
+
+    def handler(signum: int, _frame: Any) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)

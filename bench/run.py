@@ -49,23 +49,30 @@ Run as a script, this directory is on ``sys.path``, so they are imported by thei
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime as dt
 import json
 import os
 import platform
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import compare
-from common import CERTS, DATABASES, DB_PASSWORD_FILE, PROJECT, RESULTS_DIR, ROOT, BenchError, log
+from common import (
+    CERTS,
+    DATABASES,
+    DB_PASSWORD_FILE,
+    PROJECT,
+    RESULTS_DIR,
+    ROOT,
+    BenchError,
+    log,
+    terminate_cleanly,
+)
 from cpu import CpuMeter
 from floor import FLOOR_KEYS, run_floor
 from images import image_summary, measure_rebuild
@@ -135,21 +142,6 @@ def git_rev() -> str:
         ["git", "describe", "--always", "--dirty"], cwd=ROOT, capture_output=True, text=True
     )
     return out.stdout.strip() or "unknown"
-
-
-@contextlib.contextmanager
-def terminate_cleanly() -> Iterator[None]:
-    """Turn SIGTERM/SIGHUP into SystemExit so `finally` blocks (the teardown) run."""
-
-    def handler(signum: int, _frame: Any) -> None:
-        raise SystemExit(128 + signum)
-
-    previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGHUP)}
-    try:
-        yield
-    finally:
-        for s, h in previous.items():
-            signal.signal(s, h)
 
 
 def parse_only(value: str) -> set[str]:

@@ -33,7 +33,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from common import CERTS, ROOT, BenchError, domain, log
+from common import CERTS, ROOT, BenchError, domain, log, terminate_cleanly
 from floor import FLOOR_COMPOSE, FLOOR_ITEM, check_mount_readable, wait_until_routed
 from loadgen import ensure_tool
 from measurements import wrk_load
@@ -220,27 +220,30 @@ def main() -> int:
         if not (CERTS / "server.pem").exists():
             subprocess.run(["make", "certs"], cwd=ROOT, check=True)
         env = compose_env({}, PORTS, "sqlite")
-        try:
-            down(env, grace_s=5)
-            start(env)
-            seeded = seed(f"https://127.0.0.1:{PORTS['https']}", uuid.uuid4().hex[:8])
-            workers = worker_pids(stack_containers(env)["api"])
-            log(f"gunicorn workers (host pids): {workers}")
-            https = f"https://127.0.0.1:{PORTS['https']}"
-            urls = {
-                "get": https + domain.resource_url(seeded["resource_id"]),
-                "page": f"{https}{domain.RESOURCES_PATH}?limit=20",
-                "post": https,  # the sign-up's path is in bench/wrk/bench.lua
-            }
-            for name in args.loads:
-                title, mode = LOADS[name]
-                log(f"{name}: {title}, sampling for {args.duration:.0f} s")
-                print(report(title, *profile(args, name, urls[name], mode, workers)), flush=True)
-            if args.floor:
-                profile_floor(args, env)
-        finally:
-            log("tearing down")
-            down(env, grace_s=10)
+        with terminate_cleanly():
+            try:
+                down(env, grace_s=5)
+                start(env)
+                seeded = seed(f"https://127.0.0.1:{PORTS['https']}", uuid.uuid4().hex[:8])
+                workers = worker_pids(stack_containers(env)["api"])
+                log(f"gunicorn workers (host pids): {workers}")
+                https = f"https://127.0.0.1:{PORTS['https']}"
+                urls = {
+                    "get": https + domain.resource_url(seeded["resource_id"]),
+                    "page": f"{https}{domain.RESOURCES_PATH}?limit=20",
+                    "post": https,  # the sign-up's path is in bench/wrk/bench.lua
+                }
+                for name in args.loads:
+                    title, mode = LOADS[name]
+                    log(f"{name}: {title}, sampling for {args.duration:.0f} s")
+                    print(
+                        report(title, *profile(args, name, urls[name], mode, workers)), flush=True
+                    )
+                if args.floor:
+                    profile_floor(args, env)
+            finally:
+                log("tearing down")
+                down(env, grace_s=10)
     except BenchError as exc:
         print(f"profile: error: {exc}", file=sys.stderr)
         return 1
