@@ -19,8 +19,9 @@ What it does, in order (everything is torn down at the end, also on failure or C
    and bodies of the sample domain (tests/support/domain.py, imported through ``common.py``).
 4. Runs the measurements of issue 6 (each after a short warm-up), reading the containers' cgroup
    CPU counters (and the host processes that carry the traffic) before and after each one.
-5. M2 (``metrics_cost.py``): recreates only the api service with ``METRICS_ENABLED=false`` and
-   runs 2 again, for the API's CPU per GET with its metrics on and off in one run (issue 16).
+5. M2on, M2off (``metrics_cost.py``): recreates only the api service, as it is and then with
+   ``METRICS_ENABLED=false``, and runs 2 after each start: the API's CPU per GET with its metrics
+   on and off in one run, measured alike (issue 16).
    The floor baseline (F2-F4, ``floor.py``): recreates only the api service with
    ``bench/compose.floor.yaml`` (a minimal Flask app on the same image, gunicorn.conf.py and
    nginx), waits until nginx routes to it, and runs 2, 3 and 4 again against it.
@@ -78,7 +79,7 @@ from floor import FLOOR_KEYS, run_floor
 from images import image_summary, measure_rebuild
 from loadgen import ensure_tool
 from measurements import run_measurements
-from metrics_cost import METRICS_KEYS, metrics_already_off, run_metrics_off
+from metrics_cost import METRICS_KEYS, metrics_already_off, run_metrics_pair
 from report import markdown, ratios, targets
 from stack import compose_env, count_in_logs, down, health_timeline, seed, stack_containers, start
 
@@ -101,12 +102,12 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument(
         "--only",
-        default=",".join([*API_KEYS, *METRICS_KEYS, "F"]),
+        default=",".join([*API_KEYS, "M2", "F"]),
         help="measurements to run, comma-separated: "
         + ",".join(API_KEYS)
-        + " (the API), M2 (2 with the API's metrics off), F2,F3,F4 (the floor app; F = all"
-        " three). M2 and then the floor run after the API's measurements, as each replaces the"
-        " API's container. Default: all",
+        + " (the API), M2 (2 on a new API container with metrics on, then off), F2,F3,F4 (the"
+        " floor app; F = all three). M2 and then the floor run after the API's measurements, as"
+        " each replaces the API's container. Default: all",
     )
     parser.add_argument(
         "--set",
@@ -145,15 +146,18 @@ def git_rev() -> str:
 
 
 def parse_only(value: str) -> set[str]:
-    """``--only`` as a set of measurement keys; ``F`` stands for F2, F3 and F4."""
+    """``--only`` as a set of measurement keys; ``F`` stands for F2, F3 and F4, ``M2`` for M2on
+    and M2off."""
     wanted: set[str] = set()
     for key in (k.strip() for k in value.split(",")):
         if key == "F":
             wanted.update(FLOOR_KEYS)
-        elif key in API_KEYS or key in METRICS_KEYS or key in FLOOR_KEYS:
+        elif key == "M2":
+            wanted.update(METRICS_KEYS)
+        elif key in API_KEYS or key in FLOOR_KEYS:
             wanted.add(key)
         elif key:
-            known = ", ".join([*API_KEYS, *METRICS_KEYS, *FLOOR_KEYS, "F"])
+            known = ", ".join([*API_KEYS, "M2", *FLOOR_KEYS, "F"])
             raise BenchError(f"--only: unknown measurement {key!r} (known: {known})")
     return wanted
 
@@ -255,14 +259,14 @@ def run_pass(
                 count_in_logs(env, "db", started_at, level) for level in ("ERROR:", "FATAL:")
             )
         results["images"] = image_summary(database)
-        if "M2" in wanted:
+        if wanted & set(METRICS_KEYS):
             if metrics_already_off(env):
-                log("M2 skipped: this run has the API's metrics off already")
+                log("M2on/M2off skipped: this run has the API's metrics off already")
             else:
-                off, results["metrics_off"] = run_metrics_off(
+                pair, results["metrics_pair"] = run_metrics_pair(
                     args, env, ports, results["seed"]["resource_id"], run_id
                 )
-                results["measurements"] += off
+                results["measurements"] += pair
         # Last of the measurements: it replaces the API's container (and its logs, read above).
         if wanted & set(FLOOR_KEYS):
             floor, results["floor"] = run_floor(args, env, ports, run_id, wanted)

@@ -132,12 +132,13 @@ def start(env: dict[str, str]) -> dict[str, float]:
 
 
 def recreate_api(env: dict[str, str], what: str, extra_files: Sequence[Path] = ()) -> float:
-    """Recreate only the api service (another command or setting); return `up`-to-healthy seconds.
+    """Recreate only the api service; return `up`-to-healthy seconds.
 
-    ``env`` and ``extra_files`` carry the change (a variable compose passes to the api, an
-    override file); ``what`` names the new app in the error. Teardown is unchanged: nothing here
-    adds a service, network or volume, and `down -v` finds the new container by the project's
-    label. The database (SQLite's volume, or the db service) is kept, seeded rows included.
+    ``env`` and ``extra_files`` carry the change, if any (a variable compose passes to the api,
+    an override file): a new container is started either way. ``what`` names it in the error.
+    Teardown is unchanged: nothing here adds a service, network or volume, and `down -v` finds the
+    new container by the project's label. The database (SQLite's volume, or the db service) is
+    kept, seeded rows included.
     """
     started = time.monotonic()
     # --no-deps: touch nothing but api (nginx keeps running and must find the new container).
@@ -147,6 +148,7 @@ def recreate_api(env: dict[str, str], what: str, extra_files: Sequence[Path] = (
         "-d",
         "--wait",
         "--no-deps",
+        "--force-recreate",
         "api",
         capture=True,
         check=False,
