@@ -30,6 +30,8 @@ FLOOR_DIR = BENCH_DIR / "floor"
 FLOOR_COMPOSE = BENCH_DIR / "compose.floor.yaml"
 FLOOR_KEYS = ("F2", "F3", "F4")
 FLOOR_ITEM = 1  # seeded by floor_app.py itself at import
+# The floor app's own routes (floor_app.py), the sample domain's paths hard-coded.
+FLOOR_ITEM_PATH = f"/api/items/{FLOOR_ITEM}"
 # Set by floor_app.py on its answers; the real API never sends it.
 FLOOR_HEADER = "X-Bench-Floor"
 # nginx re-resolves the api name every 5 s (API_RESOLVE_INTERVAL) and then reloads; a minute
@@ -104,7 +106,7 @@ def run_floor(
     """
     https = f"https://127.0.0.1:{ports['https']}"
     direct = f"http://127.0.0.1:{ports['api']}"
-    item_path = f"/api/items/{FLOOR_ITEM}"
+    item_path = FLOOR_ITEM_PATH
     check_mount_readable()
     log("floor: recreating the api service with bench/floor/floor_app.py")
     info: dict[str, Any] = {"up_to_healthy_s": recreate_api(env, "the floor app", [FLOOR_COMPOSE])}

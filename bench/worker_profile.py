@@ -34,7 +34,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from common import CERTS, ROOT, BenchError, domain, log, terminate_cleanly
-from floor import FLOOR_COMPOSE, FLOOR_ITEM, check_mount_readable, wait_until_routed
+from floor import FLOOR_COMPOSE, FLOOR_ITEM_PATH, check_mount_readable, wait_until_routed
 from loadgen import ensure_tool
 from measurements import wrk_load
 from stack import compose_env, down, recreate_api, seed, stack_containers, start
@@ -187,7 +187,7 @@ def profile_floor(args: argparse.Namespace, env: dict[str, str]) -> None:
     log("floor: recreating the api service with bench/floor/floor_app.py")
     recreate_api(env, "the floor app", [FLOOR_COMPOSE])
     https = f"https://127.0.0.1:{PORTS['https']}"
-    item = f"{https}/api/items/{FLOOR_ITEM}"
+    item = https + FLOOR_ITEM_PATH
     wait_until_routed([item])
     workers = worker_pids(stack_containers(env)["api"])
     for name, url in (("get", item), ("post", https)):
