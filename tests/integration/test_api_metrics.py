@@ -27,7 +27,7 @@ import pytest
 
 from tests.support.containers import REPO, git_revision
 from tests.support.domain import RESOURCES_PATH, USERS_PATH, resource_url
-from tests.support.monitoring import Monitoring, monitoring_stack, wait_for_scrape_after
+from tests.support.monitoring import FAST, Monitoring, monitoring_stack, wait_for_scrape_after
 from tests.support.waiting import wait_until
 
 SHIPPED_FOR = 60  # seconds: the `for:` of APIDown and APINotReady (ALERT_DOWN_FOR, _NOT_READY_FOR)
@@ -44,15 +44,7 @@ METRICS = (
 
 @pytest.fixture(scope="module")
 def mon(docker_client) -> Iterator[Monitoring]:
-    with monitoring_stack(
-        docker_client,
-        DATABASE="postgres",
-        PROMETHEUS_SCRAPE_INTERVAL="1s",
-        PROMETHEUS_SCRAPE_TIMEOUT="1s",
-        PROMETHEUS_EVALUATION_INTERVAL="1s",
-        ALERT_GROUP_WAIT="1s",
-        ALERT_GROUP_INTERVAL="2s",
-    ) as stack:
+    with monitoring_stack(docker_client, DATABASE="postgres", **FAST) as stack:
         wait_until(
             lambda: {t["health"] for t in stack.prometheus.targets("api")} == {"up"},
             60,

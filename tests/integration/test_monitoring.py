@@ -19,7 +19,7 @@ import pytest
 
 from tests.support.http import http_get
 from tests.support.limits import Limits, applied_limits, compose_config
-from tests.support.monitoring import Monitoring, monitoring_stack, wait_for_scrape_after
+from tests.support.monitoring import FAST, Monitoring, monitoring_stack, wait_for_scrape_after
 from tests.support.waiting import wait_until
 
 SHIPPED_DOWN_FOR = 60  # seconds: ALERT_DOWN_FOR's default, the `for:` of NginxDown and APIDown
@@ -28,14 +28,7 @@ MONITORING_SERVICES = ("prometheus", "alertmanager", "nginx-exporter")
 
 @pytest.fixture(scope="module")
 def mon(docker_client) -> Iterator[Monitoring]:
-    with monitoring_stack(
-        docker_client,
-        PROMETHEUS_SCRAPE_INTERVAL="1s",
-        PROMETHEUS_SCRAPE_TIMEOUT="1s",
-        PROMETHEUS_EVALUATION_INTERVAL="1s",
-        ALERT_GROUP_WAIT="1s",
-        ALERT_GROUP_INTERVAL="2s",
-    ) as stack:
+    with monitoring_stack(docker_client, **FAST) as stack:
         yield stack
 
 

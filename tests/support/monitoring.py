@@ -29,6 +29,15 @@ from .waiting import wait_until
 COMPOSE_FILES = ("-f", "compose.yaml", "-f", "compose.monitoring.yaml")
 RECEIVER_PORT = 8099
 RECEIVER_NAME = f"itest-{RUN_ID}-alert-receiver"
+# Scrapes, rule evaluation and Alertmanager's grouping at the fastest, so a test waits for the
+# shipped `for:` of an alert and little else. Not the `for:` itself: the drills prove that one.
+FAST = {
+    "PROMETHEUS_SCRAPE_INTERVAL": "1s",
+    "PROMETHEUS_SCRAPE_TIMEOUT": "1s",
+    "PROMETHEUS_EVALUATION_INTERVAL": "1s",
+    "ALERT_GROUP_WAIT": "1s",
+    "ALERT_GROUP_INTERVAL": "2s",
+}
 
 
 class Prometheus:
