@@ -464,22 +464,29 @@ def test_a_killed_workers_requests_are_no_longer_in_flight(server):
     assert value(text, "api_http_requests_total", method="GET", route="/healthz", status="200")
 
 
-def test_gunicorn_refuses_metrics_on_the_api_port(tmp_path):
-    port = free_port()
-    result = subprocess.run(
+def start_gunicorn(
+    tmp_path: Path, bind_port: int, metrics_port: int
+) -> subprocess.CompletedProcess[str]:
+    """Run the API's gunicorn with these ports until it exits (these tests expect it to refuse)."""
+    return subprocess.run(
         [str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "api.wsgi:app"],
         cwd=SERVICE_DIR,
         env={
             **os.environ,
             "DATABASE_URL": f"sqlite:///{tmp_path / 'api.db'}",
-            "GUNICORN_BIND": f"127.0.0.1:{port}",
-            "METRICS_PORT": str(port),
+            "GUNICORN_BIND": f"127.0.0.1:{bind_port}",
+            "METRICS_PORT": str(metrics_port),
         },
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
+
+
+def test_gunicorn_refuses_metrics_on_the_api_port(tmp_path):
+    port = free_port()
+    result = start_gunicorn(tmp_path, port, port)
     assert result.returncode != 0
     assert "Traceback" not in result.stderr
     assert f"METRICS_PORT={port} is the port of GUNICORN_BIND" in result.stderr
@@ -490,20 +497,7 @@ def test_gunicorn_stops_when_the_metrics_port_is_taken(tmp_path):
         taken.bind(("0.0.0.0", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        result = subprocess.run(
-            [str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "api.wsgi:app"],
-            cwd=SERVICE_DIR,
-            env={
-                **os.environ,
-                "DATABASE_URL": f"sqlite:///{tmp_path / 'api.db'}",
-                "GUNICORN_BIND": f"127.0.0.1:{free_port()}",
-                "METRICS_PORT": str(taken.getsockname()[1]),
-            },
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        result = start_gunicorn(tmp_path, free_port(), port)
     assert result.returncode != 0
     assert "Traceback" not in result.stderr
     assert f"METRICS_PORT={port}: cannot serve the metrics" in result.stderr
