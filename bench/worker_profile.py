@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import os
 import re
 import subprocess
 import sys
@@ -39,7 +40,12 @@ from loadgen import ensure_tool
 from measurements import wrk_load
 from stack import compose_env, down, recreate_api, seed, stack_containers, start
 
-PORTS = {"https": 18443, "http": 18080, "api": 18000}
+# The bench's ports (bench/run.py), movable the same way.
+PORTS = {
+    "https": int(os.environ.get("BENCH_HTTPS_PORT", 18443)),
+    "http": int(os.environ.get("BENCH_HTTP_PORT", 18080)),
+    "api": int(os.environ.get("BENCH_API_PORT", 18000)),
+}
 PY_SPY = Path(sys.executable).parent / "py-spy"
 LOADS = {
     "get": ("GET one item", "static"),
